@@ -1,0 +1,369 @@
+"""Run configuration: typed sections ``data``, ``model``, ``train`` and ``probes``.
+
+A configuration is written as YAML or a Python dict and validated into :class:`RunConfig`.
+Unknown keys and wrong types raise :class:`~trainlab.errors.UserError` naming the dotted key,
+the bad value and the closest valid name. Dotted overrides (``model.activation=tanh``) are
+applied with :func:`apply_overrides` before validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainlab.errors import UserError, did_you_mean
+from trainlab.models.presets import PRESETS
+
+DATASETS = ("cifar10", "mnist", "fashion_mnist", "gurmukhi", "imagefolder", "digits", "synthetic")
+ACTIVATIONS = (
+    "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "softplus", "maxout", "identity",
+)
+INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("constant", "step", "cosine", "plateau")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- data
+class Crop(Section):
+    """Random crop of the original size after zero padding by ``padding`` pixels."""
+
+    name: Literal["crop"] = "crop"
+    padding: int = Field(4, ge=0)
+
+
+class HFlip(Section):
+    """Horizontal flip with probability ``p``."""
+
+    name: Literal["hflip"] = "hflip"
+    p: float = Field(0.5, ge=0, le=1)
+
+
+class VFlip(Section):
+    """Vertical flip with probability ``p``."""
+
+    name: Literal["vflip"] = "vflip"
+    p: float = Field(0.5, ge=0, le=1)
+
+
+class Translate(Section):
+    """Random shift by up to ``max_shift`` pixels in each direction, zero fill."""
+
+    name: Literal["translate"] = "translate"
+    max_shift: int = Field(2, ge=0)
+
+
+Augment = Crop | HFlip | VFlip | Translate
+AUGMENTS = {"crop": Crop, "hflip": HFlip, "vflip": VFlip, "translate": Translate}
+
+
+class SyntheticConfig(Section):
+    """Size of the generated ``synthetic`` data set (class templates plus noise)."""
+
+    n_train: int = Field(512, gt=0)
+    n_test: int = Field(128, gt=0)
+    channels: int = Field(1, gt=0)
+    size: int = Field(8, gt=0)
+    classes: int = Field(4, ge=2)
+
+
+class DataConfig(Section):
+    """Which data set, where it lives, and how it is split, normalised and augmented."""
+
+    name: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
+    root: str | None = None
+    grayscale: bool = False
+    normalize: bool = True
+    val_size: float | int = 0.1
+    limit: int | None = Field(None, gt=0)
+    resize: int | None = Field(None, gt=0)
+    augment: list[Augment] = Field(default_factory=list)
+    cache: bool = True
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_entries(cls, value: Any) -> Any:
+        """Accept ``hflip`` or ``{name: crop, padding: 4}``; name unknown kinds."""
+        if not isinstance(value, list):
+            return value
+        out = []
+        for entry in value:
+            name = entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, dict) else None
+            if name not in AUGMENTS:
+                raise ValueError(
+                    f"unknown augmentation {name!r}{did_you_mean(str(name), AUGMENTS)}; "
+                    f"valid choices: {', '.join(AUGMENTS)}"
+                )
+            out.append(AUGMENTS[name]() if isinstance(entry, str) else AUGMENTS[name](**entry))
+        return out
+
+    @field_validator("val_size")
+    @classmethod
+    def _val_size(cls, value: float | int) -> float | int:
+        if isinstance(value, float) and not 0 <= value < 1:
+            raise ValueError("a fraction must be in [0, 1); give a whole number for a count")
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+
+# ----------------------------------------------------------------------------- model
+class ConvBlock(Section):
+    """One conv layer: conv -> batch norm -> activation -> pool -> dropout.
+
+    ``padding`` defaults to ``kernel // 2`` ("same" for odd kernels); ``batch_norm`` and
+    ``dropout`` default to the model-level values.
+    """
+
+    channels: int = Field(gt=0)
+    kernel: int = Field(3, gt=0)
+    stride: int = Field(1, gt=0)
+    padding: int | None = Field(None, ge=0)
+    padding_mode: Literal["zeros", "circular", "reflect", "replicate"] = "zeros"
+    pool: Literal["max", "avg"] | None = None
+    pool_size: int = Field(2, gt=0)
+    batch_norm: bool | None = None
+    dropout: float | None = Field(None, ge=0, lt=1)
+
+
+class ResStage(Section):
+    """A ResNet stage: ``blocks`` residual blocks of ``channels``, the first with ``stride``."""
+
+    channels: int = Field(gt=0)
+    blocks: int = Field(1, gt=0)
+    stride: int = Field(1, gt=0)
+
+
+class ModelConfig(Section):
+    """The network: ``kind`` mlp, cnn or resnet, or a preset name from ``trainlab.models.presets``.
+
+    A preset fills in its fields and is then recorded as ``preset`` with its base ``kind``,
+    so a stored configuration is explicit and reloads to the same network. Fields given next
+    to a preset name override the preset's.
+    """
+
+    kind: str = "mlp"
+    preset: str | None = None
+    hidden: list[int] = Field(default_factory=lambda: [256])
+    activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
+    maxout_pieces: int = Field(2, ge=2)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    batch_norm: bool = False
+    init: Literal[INITS] = "default"  # type: ignore[valid-type]
+    blocks: list[ConvBlock] = Field(default_factory=list)
+    fc: list[int] = Field(default_factory=list)
+    output_batch_norm: bool = False
+    stem_channels: int = Field(16, gt=0)
+    stages: list[ResStage] = Field(
+        default_factory=lambda: [ResStage(channels=16), ResStage(channels=32, stride=2), ResStage(channels=64, stride=2)]
+    )
+    shortcut: Literal["identity", "projection"] = "projection"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("kind") not in PRESETS:
+            return data
+        name = data["kind"]
+        given = {k: v for k, v in data.items() if k != "kind"}
+        return {**copy.deepcopy(PRESETS[name]), **given, "preset": name}
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        valid = ["mlp", "cnn", "resnet", *PRESETS]
+        if value not in valid[:3]:
+            raise ValueError(f"unknown model kind {value!r}{did_you_mean(value, valid)}; valid choices: {', '.join(valid)}")
+        return value
+
+    @model_validator(mode="after")
+    def _cnn_needs_blocks(self) -> ModelConfig:
+        if self.kind == "cnn" and not self.blocks:
+            raise ValueError("a cnn needs at least one entry in model.blocks, e.g. [{channels: 32}]")
+        return self
+
+
+# ----------------------------------------------------------------------------- train
+class TrainConfig(Section):
+    """Optimisation: optimiser, schedule, regularisation, stopping, seed and device."""
+
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, gt=0)
+    eval_batch_size: int = Field(1024, gt=0)
+    optimizer: Literal[OPTIMIZERS] = "adam"  # type: ignore[valid-type]
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0)
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    schedule: Literal[SCHEDULES] = "constant"  # type: ignore[valid-type]
+    step_size: int = Field(30, gt=0)
+    gamma: float = Field(0.1, gt=0)
+    patience: int = Field(5, ge=0)
+    factor: float = Field(0.1, gt=0, lt=1)
+    min_lr: float = Field(0.0, ge=0)
+    warmup_epochs: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    clip_grad: float | None = Field(None, gt=0)
+    early_stopping: int | None = Field(None, gt=0)
+    seed: int = 0
+    device: str = "auto"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
+            raise ValueError(f"unknown device {value!r}; valid choices: auto, cpu, cuda, cuda:N")
+        return value
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> TrainConfig:
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ValueError("nesterov needs optimizer sgd and momentum > 0")
+        return self
+
+
+class ProbesConfig(Section):
+    """Inside-the-network statistics (filled in by the probes issue)."""
+
+    enabled: bool = False
+
+
+class RunConfig(Section):
+    """A whole run: ``data``, ``model``, ``train`` and ``probes``."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_val(self) -> RunConfig:
+        if self.train.early_stopping and self.data.val_size == 0:
+            raise ValueError("train.early_stopping watches the validation loss: set data.val_size > 0")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field, defaults included."""
+        return self.model_dump(mode="json")
+
+    def run_id(self) -> str:
+        """Identity of the run: a hash of the fully resolved configuration (seed included)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- loading
+def parse_value(text: str) -> Any:
+    """Parse an override's value as YAML: ``0.01`` -> float, ``[256, 256]`` -> list, ``true`` -> bool."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with dotted keys set, e.g. ``{"train.lr": 0.01}`` or ``["train.lr=0.01"]``."""
+    if isinstance(overrides, list):
+        pairs = {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise UserError(f"override {item!r} is not KEY=VALUE, e.g. model.activation=tanh")
+            pairs[key.strip()] = parse_value(value)
+        overrides = pairs
+    out = copy.deepcopy(raw)
+    for key, value in overrides.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"override {key!r}: {part!r} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return out
+
+
+def _field_names(model: type[BaseModel], path: tuple) -> list[str]:
+    """Valid field names at a location of a validation error (for suggestions)."""
+    for part in path:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            continue
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", ()) + (annotation,):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    return list(model.model_fields)
+
+
+def _explain(error: ValidationError, root: type[BaseModel], prefix: str) -> UserError:
+    """Turn pydantic's first error into one message with the dotted key and suggestions."""
+    first = error.errors()[0]
+    loc = [p for p in first["loc"] if not (isinstance(p, str) and p in AUGMENTS and p != first["loc"][-1])]
+    key = ".".join(str(p) for p in loc)
+    key = f"{prefix}{key}" if key else prefix.rstrip(".") or "config"
+    if first["type"] == "extra_forbidden":
+        name = str(loc[-1])
+        valid = _field_names(root, tuple(loc[:-1]))
+        return UserError(f"unknown key {key!r}{did_you_mean(name, valid)}; valid keys here: {', '.join(valid)}")
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    if first["type"] == "literal_error":
+        choices = re.findall(r"'([^']*)'", first["ctx"]["expected"])
+        return UserError(f"{key}: unknown value {value!r}{did_you_mean(str(value), choices)}; valid choices: {', '.join(choices)}")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return UserError(f"{key}: {message}{shown}")
+
+
+def validate(raw: dict[str, Any], model: type[BaseModel] = RunConfig, prefix: str = "") -> Any:
+    """Validate a dict into ``model``; a mistake becomes a UserError naming the dotted key."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of sections, got {type(raw).__name__}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        raise _explain(error, model, prefix) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with clear errors for a missing file or bad syntax."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {str(path)!r} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise UserError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping with sections data, model, train, probes")
+    return raw
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | RunConfig | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> RunConfig:
+    """Build a :class:`RunConfig` from a YAML path, a dict or nothing (defaults), plus overrides."""
+    if isinstance(source, RunConfig):
+        source = source.to_dict()
+    raw = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(source or {})
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return validate(raw)
