@@ -269,11 +269,17 @@ class RunConfig(Section):
 
 # ----------------------------------------------------------------------------- loading
 def parse_value(text: str) -> Any:
-    """Parse an override's value as YAML: ``0.01`` -> float, ``[256, 256]`` -> list, ``true`` -> bool."""
+    """Parse an override's value as YAML: ``0.01`` and ``1e-3`` -> float, ``[256, 256]`` -> list, ``true`` -> bool."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
@@ -315,7 +321,8 @@ def _field_names(model: type[BaseModel], path: tuple) -> list[str]:
 
 def _explain(error: ValidationError, root: type[BaseModel], prefix: str) -> UserError:
     """Turn pydantic's first error into one message with the dotted key and suggestions."""
-    first = error.errors()[0]
+    errors = error.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [p for p in first["loc"] if not (isinstance(p, str) and p in AUGMENTS and p != first["loc"][-1])]
     key = ".".join(str(p) for p in loc)
     key = f"{prefix}{key}" if key else prefix.rstrip(".") or "config"

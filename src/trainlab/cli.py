@@ -1,0 +1,200 @@
+"""The ``trainlab`` command: parses arguments, calls the library, prints.
+
+A user mistake (:class:`~trainlab.errors.UserError`) prints one line on stderr and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainlab.errors import UserError
+
+EXAMPLES = """examples:
+  trainlab train --set data.name=digits model.kind=mlp train.epochs=10
+  trainlab train --config run.yaml --set model.activation=tanh train.lr=0.01
+  trainlab train --set data.name=mnist --data-root ../shared/data
+  trainlab runs
+  trainlab show 3f2a
+  trainlab summary --model vgg_cifar --input-shape 3,32,32
+"""
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default="trainlab-runs", metavar="DIR",
+                        help="run store directory (default: ./trainlab-runs)")
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trainlab", description="Controlled deep-learning experiments: train, probe, analyse, report.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train one configuration and store the run",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--config", metavar="FILE", help="run configuration (YAML with data/model/train sections)")
+    train.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                       help="dotted overrides, e.g. model.activation=tanh train.lr=0.01")
+    train.add_argument("--data-root", metavar="DIR", help="short for --set data.root=DIR")
+    train.add_argument("--download", action="store_true", help="let torchvision download mnist/fashion_mnist/cifar10")
+    train.add_argument("--rerun", action="store_true", help="train again even if this exact run is already done")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_store(train)
+    _add_json(train)
+
+    runs = commands.add_parser("runs", help="list the runs in the store")
+    _add_store(runs)
+    _add_json(runs)
+
+    show = commands.add_parser("show", help="one run: configuration, status and per-epoch metrics")
+    show.add_argument("run", metavar="RUN", help="run id or a unique prefix of it")
+    _add_store(show)
+    _add_json(show)
+
+    summary = commands.add_parser("summary", help="layer table of a model: shapes and parameter counts")
+    summary.add_argument("--model", required=True, metavar="SPEC",
+                         help="a kind or preset name (mlp, cnn, resnet, vgg_cifar), a YAML file, or inline YAML "
+                              "such as '{kind: mlp, hidden: [64, 64]}'")
+    summary.add_argument("--input-shape", default="3,32,32", metavar="C,H,W", help="input shape (default 3,32,32)")
+    summary.add_argument("--num-classes", type=int, default=10, help="number of classes (default 10)")
+    summary.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                         help="model fields, e.g. activation=tanh hidden=[64,64]")
+    _add_json(summary)
+    return parser
+
+
+def _version() -> str:
+    from trainlab import __version__
+
+    return __version__
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _table(frame: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    return frame.to_string(index=False, float_format=floatfmt.format, na_rep="-")
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainlab.train import fit
+
+    overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
+    result = fit(args.config, overrides, store=args.store, download=args.download, rerun=args.rerun,
+                 progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    if args.json:
+        _print_json({"run_id": result.run_id, "status": result.status, "diverged_step": result.diverged_step,
+                     "stopped_early": result.stopped_early, "final": result.final,
+                     "history": result.history.to_dict(orient="records")})
+        return 0
+    print(_table(result.history, "{:.4g}"))
+    note = f" at step {result.diverged_step}" if result.status == "diverged" else ""
+    early = " (stopped early)" if result.stopped_early else ""
+    print(f"\nrun {result.run_id}: {result.status}{note}{early}; stored in {args.store}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from trainlab.store import RunStore
+
+    frame = RunStore(args.store).runs()
+    if args.json:
+        _print_json(frame.to_dict(orient="records"))
+        return 0
+    if frame.empty:
+        print(f"no runs in {args.store}")
+        return 0
+    frame["created"] = pd.to_datetime(frame["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
+    print(_table(frame, "{:.4g}"))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from trainlab.store import RunStore
+    from trainlab.train.runner import stored_history
+
+    store = RunStore(args.store)
+    run = store.get_run(args.run)
+    history = stored_history(store, run["run_id"])
+    if args.json:
+        _print_json({**run, "history": history.to_dict(orient="records"),
+                     "artifacts": store.artifacts(run["run_id"]).to_dict(orient="records")})
+        return 0
+    import yaml
+
+    print(f"run {run['run_id']}  status: {run['status']}  epochs: {run['epochs_done']}"
+          + (f"  duration: {run['duration']:.1f}s" if run["duration"] else "")
+          + (f"  diverged at step {run['diverged_step']}" if run["diverged_step"] is not None else ""))
+    if run["error"]:
+        print(f"error: {run['error']}")
+    print("\n" + yaml.safe_dump(run["config"], sort_keys=False, default_flow_style=None).rstrip())
+    print("\n" + (_table(history, "{:.4g}") if len(history) else "no epochs recorded"))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from trainlab.config import ModelConfig, apply_overrides, validate
+    from trainlab.models import create_model, summary
+
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) <= 0:
+        raise UserError(f"--input-shape {args.input_shape!r}: expected three positive integers C,H,W, e.g. 3,32,32")
+    spec = _model_spec(args.model)
+    spec = apply_overrides(spec, args.overrides)
+    model_cfg = validate(spec, ModelConfig, prefix="model.")
+    table = summary(create_model(model_cfg, shape, args.num_classes), shape)
+    if args.json:
+        _print_json(table.to_dict())
+    else:
+        print(table)
+    return 0
+
+
+def _model_spec(text: str) -> dict[str, Any]:
+    """A --model argument as a dict of model fields: a name, a YAML file or inline YAML."""
+    from trainlab.config import parse_value, read_yaml
+
+    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        raw = read_yaml(text)
+        return raw.get("model", raw)
+    value = parse_value(text)
+    if isinstance(value, dict):
+        return value
+    return {"kind": str(value)}
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "summary": cmd_summary}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``trainlab`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"trainlab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trainlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

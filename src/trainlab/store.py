@@ -1,0 +1,231 @@
+"""The run store: an embedded SQLite database plus one folder per run.
+
+Layout of a store directory (default ``./trainlab-runs``)::
+
+    trainlab.db          runs, per-epoch metrics (long format), artifacts
+    runs/<run_id>/       checkpoint.pt, config.yaml and the run's artifacts
+
+The database is in WAL mode and every write is one transaction, so a reader (``trainlab
+runs`` in another terminal, a notebook) can read while a run writes. Metric rows are keyed
+by (run, epoch, name) and upserted, so replaying epochs after a resume never duplicates them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import socket
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from trainlab.errors import UserError
+
+DEFAULT_STORE = "trainlab-runs"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        TEXT PRIMARY KEY,
+    config        TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    created       REAL NOT NULL,
+    started       REAL,
+    finished      REAL,
+    duration      REAL,
+    epochs_done   INTEGER NOT NULL DEFAULT 0,
+    host          TEXT,
+    versions      TEXT,
+    error         TEXT,
+    diverged_step INTEGER
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    epoch  INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    value  REAL,
+    PRIMARY KEY (run_id, epoch, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id  TEXT NOT NULL REFERENCES runs(run_id),
+    name    TEXT NOT NULL,
+    path    TEXT NOT NULL,
+    kind    TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"""
+
+STATUSES = ("pending", "running", "done", "failed", "diverged")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that decide a run's numbers."""
+    import numpy
+    import torch
+    import torchvision
+
+    import trainlab
+
+    return {
+        "python": platform.python_version(), "trainlab": trainlab.__version__, "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+    }
+
+
+class RunStore:
+    """Runs, their per-epoch metrics and their artifacts, in ``root/trainlab.db``."""
+
+    def __init__(self, root: str | Path = DEFAULT_STORE):
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"store {str(self.root)!r} is a file; give a directory with --store DIR")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "trainlab.db"
+        self.conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.executescript(SCHEMA)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ writes
+    def create_run(self, run_id: str, config: dict[str, Any]) -> bool:
+        """Register a run as ``pending``; returns False if it was already there."""
+        with self._transaction():
+            cur = self.conn.execute(
+                "INSERT OR IGNORE INTO runs (run_id, config, status, created) VALUES (?, ?, 'pending', ?)",
+                (run_id, json.dumps(config, sort_keys=True), time.time()),
+            )
+        return cur.rowcount == 1
+
+    def start_run(self, run_id: str) -> None:
+        """Mark a run ``running`` on this host, recording library versions."""
+        with self._transaction():
+            self.conn.execute(
+                "UPDATE runs SET status='running', started=COALESCE(started, ?), host=?, versions=?, error=NULL "
+                "WHERE run_id=?",
+                (time.time(), socket.gethostname(), json.dumps(library_versions()), run_id),
+            )
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None, diverged_step: int | None = None) -> None:
+        """Record a run's final ``status`` (done, failed, diverged) and its duration."""
+        assert status in STATUSES, status
+        now = time.time()
+        with self._transaction():
+            self.conn.execute(
+                "UPDATE runs SET status=?, finished=?, duration=? - started, error=?, diverged_step=? WHERE run_id=?",
+                (status, now, now, error, diverged_step, run_id),
+            )
+
+    def reset_run(self, run_id: str) -> None:
+        """Forget a run's metrics, artifacts and checkpoint so that it trains again from scratch."""
+        with self._transaction():
+            self.conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            self.conn.execute("DELETE FROM artifacts WHERE run_id=?", (run_id,))
+            self.conn.execute(
+                "UPDATE runs SET status='pending', started=NULL, finished=NULL, duration=NULL, epochs_done=0, "
+                "error=NULL, diverged_step=NULL WHERE run_id=?", (run_id,))
+        shutil.rmtree(self.root / "runs" / run_id, ignore_errors=True)
+
+    def log_epoch(self, run_id: str, row: dict[str, Any]) -> None:
+        """Upsert one epoch's metrics (``row`` has ``epoch`` and metric name -> value)."""
+        epoch = int(row["epoch"])
+        values = [(run_id, epoch, k, float(v)) for k, v in row.items() if k != "epoch" and v is not None]
+        with self._transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", values)
+            self.conn.execute(
+                "UPDATE runs SET epochs_done=MAX(epochs_done, ?) WHERE run_id=?", (epoch, run_id)
+            )
+
+    def add_artifact(self, run_id: str, name: str, path: str | Path, kind: str) -> None:
+        """Record a file in the run's folder (``path`` relative to the store root when inside it)."""
+        path = Path(path)
+        rel = path.relative_to(self.root) if path.is_absolute() and path.is_relative_to(self.root) else path
+        with self._transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)", (run_id, name, str(rel), kind, time.time())
+            )
+
+    # ------------------------------------------------------------------ reads
+    def run_dir(self, run_id: str) -> Path:
+        """The run's folder (created on demand)."""
+        path = self.root / "runs" / run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def resolve(self, ref: str) -> str:
+        """Full run id from a unique prefix; UserError naming the candidates otherwise."""
+        rows = self.conn.execute("SELECT run_id FROM runs WHERE run_id LIKE ? ORDER BY created", (f"{ref}%",)).fetchall()
+        ids = [r["run_id"] for r in rows]
+        if len(ids) == 1:
+            return ids[0]
+        if not ids:
+            raise UserError(f"no run {ref!r} in store {str(self.root)!r}; `trainlab runs` lists them")
+        raise UserError(f"run prefix {ref!r} is ambiguous: {', '.join(ids)}")
+
+    def get_run(self, ref: str) -> dict[str, Any]:
+        """One run's record with its config decoded."""
+        row = dict(self.conn.execute("SELECT * FROM runs WHERE run_id=?", (self.resolve(ref),)).fetchone())
+        row["config"] = json.loads(row["config"])
+        row["versions"] = json.loads(row["versions"]) if row["versions"] else None
+        return row
+
+    def runs(self) -> pd.DataFrame:
+        """All runs, oldest first, with their last epoch's test and validation accuracy."""
+        query = """
+            SELECT r.run_id, r.status, r.epochs_done, r.created, r.duration, r.config,
+                   (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test_acc'
+                    ORDER BY epoch DESC LIMIT 1) AS test_acc,
+                   (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'val_acc'
+                    ORDER BY epoch DESC LIMIT 1) AS val_acc
+            FROM runs r ORDER BY r.created"""
+        frame = pd.read_sql_query(query, self.conn)
+        configs = frame.pop("config").map(json.loads)
+        frame.insert(2, "data", configs.map(lambda c: c["data"]["name"]))
+        frame.insert(3, "model", configs.map(lambda c: c["model"]["preset"] or c["model"]["kind"]))
+        return frame
+
+    def history(self, ref: str) -> pd.DataFrame:
+        """Per-epoch metrics of a run, one row per epoch, one column per metric."""
+        run_id = self.resolve(ref)
+        long = pd.read_sql_query("SELECT epoch, name, value FROM metrics WHERE run_id=? ORDER BY epoch", self.conn,
+                                 params=(run_id,))
+        if long.empty:
+            return pd.DataFrame(columns=["epoch"])
+        wide = long.pivot(index="epoch", columns="name", values="value").reset_index()
+        wide.columns.name = None
+        return wide
+
+    def artifacts(self, ref: str) -> pd.DataFrame:
+        """Files recorded for a run."""
+        return pd.read_sql_query("SELECT name, path, kind, created FROM artifacts WHERE run_id=? ORDER BY created",
+                                 self.conn, params=(self.resolve(ref),))
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on an autocommit connection."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, *_) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,188 @@
+"""The training loop: one run of one configuration, resumable from its last epoch.
+
+Read :func:`train_run` top to bottom to see the whole training step. The data stay on the
+device as uint8 tensors; a batch is indexed, augmented and normalised there. Loss and
+accuracy are summed on the device and brought to the host once per epoch, together with
+the evaluation results, so there is no host sync per step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from trainlab.config import RunConfig
+from trainlab.data import ImageData, Split, augment_batch, load_data, to_float
+from trainlab.models import create_model
+from trainlab.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from trainlab.train.optim import LRSchedule, make_optimizer, penalised_weights, penalty
+
+METRICS = (
+    "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+    "lr", "samples_per_s", "epoch_time", "wall_time",
+)
+
+
+@dataclass
+class TrainResult:
+    """Outcome of a run: ``status`` is ``done`` or ``diverged``; ``history`` has a row per epoch."""
+
+    run_id: str
+    status: str
+    history: pd.DataFrame
+    diverged_step: int | None = None
+    stopped_early: bool = False
+    model: nn.Module | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict[str, float]:
+        """The last epoch's metrics (empty if no epoch finished)."""
+        if self.history.empty:
+            return {}
+        return {k: float(v) for k, v in self.history.iloc[-1].items() if k != "epoch" and pd.notna(v)}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, mean: torch.Tensor, std: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Summed cross-entropy and correct count over ``split``, as a device tensor ``[loss_sum, correct]``."""
+    model.eval()
+    sums = torch.zeros(2, device=split.x.device)
+    for i in range(0, len(split), batch_size):
+        logits = model(to_float(split.x[i : i + batch_size], mean, std))
+        y = split.y[i : i + batch_size]
+        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
+        sums[1] += (logits.argmax(1) == y).sum()
+    return sums
+
+
+def train_run(
+    cfg: RunConfig,
+    data: ImageData | None = None,
+    run_dir: Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Train ``cfg`` to the end, resuming from ``run_dir/checkpoint.pt`` when there is one.
+
+    ``on_epoch`` receives each epoch's metrics row (including rows replayed from a checkpoint,
+    so a store that upserts them ends up with exactly one row per epoch).
+    """
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    data = (data or load_data(cfg.data)).to(device)
+    mean, std = data.mean.to(device), data.std.to(device)
+    train = data.train
+
+    torch.manual_seed(tc.seed)
+    model = create_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    optimizer = make_optimizer(model, tc)
+    schedule = LRSchedule(tc)
+    generator = torch.Generator(device=device).manual_seed(tc.seed)
+    weights = penalised_weights(model)
+    steps_per_epoch = math.ceil(len(train) / tc.batch_size)
+
+    history: list[dict] = []
+    state = load_checkpoint(run_dir)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        restore_rng_state(state["rng"], device, generator)
+        history = state["history"]
+        for row in history:
+            on_epoch and on_epoch(row)
+
+    result = TrainResult(cfg.run_id(), "done", pd.DataFrame(), model=model)
+    wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
+    bar = tqdm(total=tc.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
+               disable=not progress, unit="step", leave=False, dynamic_ncols=True)
+    splits = {name: s for name, s in (("val", data.val), ("test", data.test)) if s is not None}
+    for epoch in range(len(history), tc.epochs):
+        if _should_stop(history, tc.early_stopping):
+            break
+        bar.set_description(f"epoch {epoch + 1}/{tc.epochs}")
+        lr = schedule.lr(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+
+        # ---- one epoch of training
+        model.train()
+        start = time.perf_counter()
+        step_losses = torch.empty(steps_per_epoch, device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        order = torch.randperm(len(train), generator=generator, device=device)
+        for step in range(steps_per_epoch):
+            idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
+            x = to_float(augment_batch(train.x[idx], cfg.data.augment, generator), mean, std)
+            y = train.y[idx]
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
+            objective = loss + penalty(weights, tc.l1, tc.l2) if (tc.l1 or tc.l2) else loss
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            if tc.clip_grad:
+                nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad, foreach=True)
+            optimizer.step()
+            step_losses[step] = loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == y).sum()
+            bar.update(1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_time = time.perf_counter() - start
+
+        # ---- evaluation, then one transfer to the host
+        evals = [evaluate(model, split, mean, std, tc.eval_batch_size) for split in splits.values()]
+        sums = torch.cat([step_losses.sum().view(1), correct.view(1).float(), *evals]).tolist()
+        if not math.isfinite(sums[0]):
+            first_bad = int((~torch.isfinite(step_losses)).nonzero()[0])
+            result.status, result.diverged_step = "diverged", epoch * steps_per_epoch + first_bad
+            break
+
+        row = {"epoch": epoch + 1, "train_loss": sums[0] / len(train), "train_acc": sums[1] / len(train)}
+        for i, (name, split) in enumerate(splits.items()):
+            row |= {f"{name}_loss": sums[2 + 2 * i] / len(split), f"{name}_acc": sums[3 + 2 * i] / len(split)}
+        row |= {
+            "lr": lr,
+            "samples_per_s": len(train) / train_time,
+            "epoch_time": time.perf_counter() - start,
+            "wall_time": time.perf_counter() - wall_start,
+        }
+        history.append(row)
+        schedule.observe(row.get("val_loss", row["train_loss"]))
+        if run_dir is not None:
+            save_checkpoint(run_dir, {
+                "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "rng": rng_state(device, generator), "history": history,
+            })
+        on_epoch and on_epoch(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
+                        test_acc=f"{row['test_acc']:.3f}", sps=f"{row['samples_per_s']:.0f}")
+    bar.close()
+    result.history = pd.DataFrame(history, columns=["epoch", *[m for m in METRICS if not history or m in history[0]]])
+    result.stopped_early = _should_stop(history, tc.early_stopping) and len(history) < tc.epochs
+    return result
+
+
+def _should_stop(history: list[dict], patience: int | None) -> bool:
+    """Early stopping: the validation loss has not improved for ``patience`` epochs."""
+    if not patience or len(history) <= patience:
+        return False
+    losses = [row["val_loss"] for row in history]
+    best = losses.index(min(losses))
+    return len(losses) - 1 - best >= patience

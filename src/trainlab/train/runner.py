@@ -1,0 +1,64 @@
+"""One configuration, trained and recorded in the run store: what ``trainlab train`` does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from trainlab.config import RunConfig, load_config
+from trainlab.data import load_data
+from trainlab.store import DEFAULT_STORE, RunStore
+from trainlab.train.loop import METRICS, TrainResult, train_run
+
+FINISHED = ("done", "diverged")
+
+
+def fit(
+    config: str | Path | dict[str, Any] | RunConfig | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    store: str | Path | RunStore | None = DEFAULT_STORE,
+    download: bool = False,
+    rerun: bool = False,
+    progress: bool = False,
+) -> TrainResult:
+    """Train a configuration (YAML path, dict or RunConfig, plus dotted overrides).
+
+    With a ``store`` (a directory or a RunStore) the run is recorded there under the hash
+    of its configuration: a finished run is returned from the store without training again
+    (unless ``rerun``), an interrupted one resumes from its last checkpoint. ``store=None``
+    trains in memory and writes nothing.
+    """
+    cfg = load_config(config, overrides)
+    data = load_data(cfg.data, download=download)  # user mistakes surface before anything is written
+    if store is None:
+        return train_run(cfg, data, progress=progress)
+
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    run_id = cfg.run_id()
+    store.create_run(run_id, cfg.to_dict())
+    record = store.get_run(run_id)
+    if record["status"] in FINISHED and not rerun:
+        return TrainResult(run_id, record["status"], stored_history(store, run_id), record["diverged_step"])
+    if rerun:
+        store.reset_run(run_id)
+
+    run_dir = store.run_dir(run_id)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    store.start_run(run_id)
+    try:
+        result = train_run(cfg, data, run_dir, on_epoch=lambda row: store.log_epoch(run_id, row), progress=progress)
+    except BaseException as error:
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        store.finish_run(run_id, "failed", error=reason)
+        raise
+    store.finish_run(run_id, result.status, diverged_step=result.diverged_step)
+    return result
+
+
+def stored_history(store: RunStore, run_id: str):
+    """A run's per-epoch metrics from the store, columns in the loop's order."""
+    history = store.history(run_id)
+    order = [c for c in ("epoch", *METRICS) if c in history.columns]
+    return history[order + [c for c in history.columns if c not in order]]
