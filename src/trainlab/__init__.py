@@ -1,3 +1,23 @@
-"""trainlab: controlled deep-learning experiments from one study file."""
+"""trainlab: controlled deep-learning experiments from one study file.
+
+``trainlab.fit(config)`` trains one configuration; the subpackages hold the pieces:
+``trainlab.data``, ``trainlab.models``, ``trainlab.train`` and ``trainlab.store``.
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+__all__ = ["fit", "load_config"]
+
+
+def __getattr__(name: str):
+    # Imported lazily so that `trainlab --help` does not wait for torch.
+    if name == "fit":
+        from trainlab.train import fit
+
+        return fit
+    if name == "load_config":
+        from trainlab.config import load_config
+
+        return load_config
+    raise AttributeError(f"module 'trainlab' has no attribute {name!r}")

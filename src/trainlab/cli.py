@@ -89,6 +89,17 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
     return frame.to_string(index=False, float_format=floatfmt.format, na_rep="-")
 
 
+HISTORY_FORMATS = {"lr": "{:.3g}", "samples_per_s": "{:,.0f}", "epoch_time": "{:.2f}", "wall_time": "{:.1f}"}
+
+
+def _history_table(history: pd.DataFrame) -> str:
+    """Per-epoch metrics: losses and accuracies to 4 decimals, lr, samples/s and seconds readable."""
+    if history.empty:
+        return "no epochs recorded"
+    formatters = {c: HISTORY_FORMATS.get(c, "{:.4f}").format for c in history.columns if c != "epoch"}
+    return history.to_string(index=False, formatters=formatters, na_rep="-")
+
+
 # ---------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from trainlab.train import fit
@@ -101,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                      "stopped_early": result.stopped_early, "final": result.final,
                      "history": result.history.to_dict(orient="records")})
         return 0
-    print(_table(result.history, "{:.4g}"))
+    print(_history_table(result.history))
     note = f" at step {result.diverged_step}" if result.status == "diverged" else ""
     early = " (stopped early)" if result.stopped_early else ""
     print(f"\nrun {result.run_id}: {result.status}{note}{early}; stored in {args.store}")
@@ -142,7 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if run["error"]:
         print(f"error: {run['error']}")
     print("\n" + yaml.safe_dump(run["config"], sort_keys=False, default_flow_style=None).rstrip())
-    print("\n" + (_table(history, "{:.4g}") if len(history) else "no epochs recorded"))
+    print("\n" + _history_table(history))
     return 0
 
 

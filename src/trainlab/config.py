@@ -148,7 +148,10 @@ class ResStage(Section):
 
 
 class ModelConfig(Section):
-    """The network: ``kind`` mlp, cnn or resnet, or a preset name from ``trainlab.models.presets``.
+    """The network: ``kind`` mlp, cnn, resnet (or one added with ``register_model``) or a preset name.
+
+    ``hidden`` applies to mlp; ``blocks`` and ``fc`` to cnn; ``stem_channels``, ``stages`` and
+    ``shortcut`` to resnet; activation, dropout, batch norm, init and output batch norm to all.
 
     A preset fills in its fields and is then recorded as ``preset`` with its base ``kind``,
     so a stored configuration is explicit and reloads to the same network. Fields given next
@@ -184,8 +187,10 @@ class ModelConfig(Section):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        valid = ["mlp", "cnn", "resnet", *PRESETS]
-        if value not in valid[:3]:
+        from trainlab.models.registry import MODELS  # kinds added with register_model count too
+
+        valid = [*MODELS, *PRESETS]
+        if value not in MODELS:
             raise ValueError(f"unknown model kind {value!r}{did_you_mean(value, valid)}; valid choices: {', '.join(valid)}")
         return value
 

@@ -1,0 +1,150 @@
+"""Keras-style layer table of a network: shapes and parameter counts of every leaf module."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+COLUMNS = ("name", "type", "input_shape", "output_shape", "trainable", "non_trainable")
+
+
+@dataclass
+class ModelSummary:
+    """One row per leaf-module call in forward order (:data:`COLUMNS`), and parameter totals.
+
+    ``non_trainable`` counts frozen parameters plus floating-point buffers such as batch-norm
+    running statistics, as Keras does.
+    """
+
+    frame: pd.DataFrame
+    total: int
+    trainable: int
+    non_trainable: int
+
+    def __str__(self) -> str:
+        header = ["name", "type", "input", "output", "trainable", "non-trainable"]
+        body = [
+            [
+                row.name,
+                row.type,
+                _format_shape(row.input_shape),
+                _format_shape(row.output_shape),
+                f"{row.trainable:,}",
+                f"{row.non_trainable:,}",
+            ]
+            for row in self.frame.itertuples(index=False)
+        ]
+        widths = [max(len(cells[i]) for cells in [header, *body]) for i in range(len(header))]
+
+        def line(cells: list[str]) -> str:
+            # text columns left-aligned, counts right-aligned
+            return "  ".join(
+                cell.ljust(width) if i < 4 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+            )
+
+        rule = "-" * len(line(header))
+        totals = (
+            f"Total params: {self.total:,}  "
+            f"(trainable: {self.trainable:,}, non-trainable: {self.non_trainable:,})"
+        )
+        return "\n".join([line(header), rule, *map(line, body), rule, totals])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: ``layers`` (one dict per row, shapes as lists) and the totals."""
+        layers = [
+            {
+                "name": row.name,
+                "type": row.type,
+                "input_shape": list(row.input_shape),
+                "output_shape": list(row.output_shape),
+                "trainable": int(row.trainable),
+                "non_trainable": int(row.non_trainable),
+            }
+            for row in self.frame.itertuples(index=False)
+        ]
+        return {
+            "layers": layers,
+            "total": self.total,
+            "trainable": self.trainable,
+            "non_trainable": self.non_trainable,
+        }
+
+
+def _format_shape(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape)) or "-"
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    """Shape without the batch dim of a tensor, or of the first tensor in a tuple/list."""
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape[1:])
+    if isinstance(value, (tuple, list)):
+        return next((_shape(v) for v in value if isinstance(v, torch.Tensor)), ())
+    return ()
+
+
+def _counts(params: Iterable[nn.Parameter], buffers: Iterable[torch.Tensor]) -> tuple[int, int]:
+    """(trainable, non-trainable) numbers: frozen parameters and float buffers are non-trainable."""
+    trainable = frozen = 0
+    for p in params:
+        if p.requires_grad:
+            trainable += p.numel()
+        else:
+            frozen += p.numel()
+    return trainable, frozen + sum(b.numel() for b in buffers if b.is_floating_point())
+
+
+def summary(
+    model: nn.Module, input_shape: Sequence[int], device: str | torch.device | None = None
+) -> ModelSummary:
+    """Tabulate the layers of ``model`` from one pass of 2 zero inputs of ``input_shape`` (no batch dim).
+
+    The pass runs in eval mode without gradients; every module's train/eval mode is restored.
+    Totals count all parameters and float buffers, including those of modules never called.
+    """
+    first = next(model.parameters(), None)
+    if device is None:
+        device = first.device if first is not None else "cpu"
+    dtype = first.dtype if first is not None and first.is_floating_point() else torch.float32
+    names = {module: name for name, module in model.named_modules()}
+    leaves = [module for module in names if next(module.children(), None) is None]
+    rows: list[dict[str, Any]] = []
+    seen: set[nn.Module] = set()
+
+    def record(module: nn.Module, inputs: tuple, output: Any) -> None:
+        # a module called again (shared) gets a row, but its parameters are counted once
+        trainable, non_trainable = _counts(module.parameters(recurse=False), module.buffers(recurse=False))
+        if module in seen:
+            trainable = non_trainable = 0
+        seen.add(module)
+        rows.append(
+            {
+                "name": names[module],
+                "type": type(module).__name__,
+                "input_shape": _shape(inputs),
+                "output_shape": _shape(output),
+                "trainable": trainable,
+                "non_trainable": non_trainable,
+            }
+        )
+
+    modes = {module: module.training for module in names}
+    hooks = [module.register_forward_hook(record) for module in leaves]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(2, *input_shape, device=device, dtype=dtype))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for module, training in modes.items():
+            module.training = training
+    trainable, non_trainable = _counts(model.parameters(), model.buffers())
+    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    return ModelSummary(frame, trainable + non_trainable, trainable, non_trainable)

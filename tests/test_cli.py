@@ -1,0 +1,125 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from trainlab.cli import main
+from trainlab.store import RunStore
+
+TINY = ["data.name=synthetic", "data.val_size=64", "model.hidden=[32]", "train.batch_size=32"]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_stores_the_run_and_prints_json(tmp_path, capsys):
+    store = str(tmp_path / "store")
+    code, out, err = run_cli(capsys, "train", "--set", *TINY, "train.epochs=2", "--store", store, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "done" and len(result["history"]) == 2
+    assert 0 <= result["final"]["test_acc"] <= 1
+    started = RunStore(store).get_run(result["run_id"])["started"]
+
+    code, out, _ = run_cli(capsys, "train", "--set", *TINY, "train.epochs=2", "--store", store, "--json")
+    again = json.loads(out)
+    assert again["run_id"] == result["run_id"] and again["final"] == pytest.approx(result["final"])
+    assert RunStore(store).get_run(result["run_id"])["started"] == started  # finished runs are not retrained
+
+    code, out, _ = run_cli(capsys, "runs", "--store", store, "--json")
+    assert [r["run_id"] for r in json.loads(out)] == [result["run_id"]]
+    code, out, _ = run_cli(capsys, "show", result["run_id"][:6], "--store", store, "--json")
+    shown = json.loads(out)
+    assert shown["config"]["train"]["epochs"] == 2 and len(shown["history"]) == 2
+    code, out, _ = run_cli(capsys, "show", result["run_id"][:6], "--store", store)
+    assert "test_acc" in out and "status: done" in out
+    code, out, _ = run_cli(capsys, "runs", "--store", store)
+    assert result["run_id"] in out
+
+
+def test_config_file_with_overrides_and_data_root(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("data:\n  name: mnist\nmodel:\n  hidden: [16]\ntrain:\n  epochs: 1\n")
+    code, _, err = run_cli(capsys, "train", "--config", str(config), "--data-root", str(tmp_path / "nowhere"),
+                           "--store", str(tmp_path / "store"))
+    assert code == 2
+    assert "nowhere" in err and "Traceback" not in err
+    assert not (tmp_path / "store").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--set", "model.activaton=relu"], ["model.activaton", "did you mean 'activation'"]),
+    (["train", "--set", "model.activation=swish"], ["model.activation", "'swish'", "relu", "tanh"]),
+    (["train", "--set", "train.epochs=many"], ["train.epochs", "'many'"]),
+    (["train", "--set", "data.name=cifar100"], ["data.name", "cifar10"]),
+    (["train", "--config", "missing.yaml"], ["missing.yaml", "not found"]),
+    (["show", "nope"], ["no run 'nope'"]),
+    (["summary", "--model", "vgg", "--input-shape", "3,32,32"], ["did you mean 'vgg_cifar'"]),
+    (["summary", "--model", "mlp", "--input-shape", "3x32"], ["--input-shape", "C,H,W"]),
+])
+def test_user_mistakes_exit_2_with_one_message(tmp_path, capsys, argv, expected):
+    code, out, err = run_cli(capsys, *argv, *(["--store", str(tmp_path / "s")] if argv[0] != "summary" else []))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("trainlab: error:")
+    for part in expected:
+        assert part in lines[0]
+    assert not (tmp_path / "s" / "runs").exists()
+
+
+def test_summary_of_the_vgg_preset(capsys):
+    code, out, _ = run_cli(capsys, "summary", "--model", "vgg_cifar", "--input-shape", "3,32,32", "--json")
+    table = json.loads(out)
+    assert code == 0
+    assert (table["total"], table["trainable"], table["non_trainable"]) == (6216114, 6216094, 20)
+    code, out, _ = run_cli(capsys, "summary", "--model", "{kind: mlp, hidden: [64]}", "--input-shape", "1,8,8",
+                           "--set", "activation=tanh")
+    assert code == 0 and "4,160" in out and "Tanh" in out  # fc1: 64 * 64 weights + 64 biases
+
+
+def _trainlab(*argv, **kw):
+    return subprocess.Popen([sys.executable, "-m", "trainlab", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_console_entry_point_reports_errors_without_traceback(tmp_path):
+    proc = _trainlab("train", "--set", "model.init=glorot", "--store", str(tmp_path))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "model.init" in err and "xavier_uniform" in err and "Traceback" not in err
+
+
+def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
+    argv = ["train", "--set", *TINY, "train.epochs=6", "data.synthetic.n_train=4000", "--json"]
+    whole = _trainlab(*argv, "--store", str(tmp_path / "whole"))
+    expected = json.loads(whole.communicate(timeout=300)[0])
+
+    store = tmp_path / "killed"
+    victim = _trainlab(*argv, "--store", str(store))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (store / "trainlab.db").exists():
+            runs = RunStore(store).runs()
+            if len(runs) and runs.loc[0, "epochs_done"] >= 2:
+                break
+        time.sleep(0.05)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert 2 <= RunStore(store).runs().loc[0, "epochs_done"] < 6  # killed mid-run
+
+    resumed = _trainlab(*argv, "--store", str(store))
+    out, err = resumed.communicate(timeout=300)
+    result = json.loads(out)
+    assert result["run_id"] == expected["run_id"] and result["status"] == "done"
+    timing = {"samples_per_s", "epoch_time", "wall_time"}
+    for got, want in zip(result["history"], expected["history"], strict=True):
+        assert {k: v for k, v in got.items() if k not in timing} == {k: v for k, v in want.items() if k not in timing}
+    rows = RunStore(store).conn.execute(
+        "SELECT COUNT(*), COUNT(DISTINCT epoch || name) FROM metrics").fetchone()
+    assert rows[0] == rows[1]  # no duplicate rows

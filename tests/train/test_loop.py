@@ -1,0 +1,120 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import tiny_config
+from trainlab.config import load_config
+from trainlab.data import load_data, to_float
+from trainlab.train import evaluate, fit, train_run
+from trainlab.train.loop import _should_stop
+
+TIMING = ["samples_per_s", "epoch_time", "wall_time"]
+
+
+def _numbers(history: pd.DataFrame) -> pd.DataFrame:
+    return history.drop(columns=TIMING)
+
+
+def test_digits_mlp_reaches_95_percent():
+    result = fit({"data": {"name": "digits"}, "train": {"epochs": 15, "batch_size": 64}}, store=None)
+    assert result.status == "done"
+    assert result.final["test_acc"] >= 0.95
+    assert list(result.history["epoch"]) == list(range(1, 16))
+
+
+def test_epoch_metrics_match_a_direct_evaluation():
+    cfg = load_config(tiny_config(epochs=2))
+    result = train_run(cfg)
+    data = load_data(cfg.data)
+    model = result.model.eval()
+    with torch.no_grad():
+        logits = model(to_float(data.test.x, data.mean, data.std))
+    loss = F.cross_entropy(logits, data.test.y).item()
+    acc = (logits.argmax(1) == data.test.y).float().mean().item()
+    assert result.final["test_loss"] == pytest.approx(loss, rel=1e-5)
+    assert result.final["test_acc"] == pytest.approx(acc)
+    sums = evaluate(model, data.test, data.mean, data.std, batch_size=7)  # batching does not change the sums
+    assert sums[0].item() / len(data.test) == pytest.approx(loss, rel=1e-5)
+    for column in ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc", "lr", "samples_per_s"]:
+        assert result.history[column].notna().all()
+
+
+def test_same_seed_same_numbers_other_seed_other_numbers():
+    a = train_run(load_config(tiny_config()))
+    b = train_run(load_config(tiny_config()))
+    c = train_run(load_config(tiny_config(seed=1)))
+    pd.testing.assert_frame_equal(_numbers(a.history), _numbers(b.history))
+    assert not _numbers(a.history).equals(_numbers(c.history))
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("extra", [
+    {"model": {"kind": "mlp", "hidden": [32], "dropout": 0.3}, "train": {"schedule": "plateau", "patience": 0}},
+    {"model": {"kind": "cnn", "blocks": [{"channels": 4, "pool": "max"}], "batch_norm": True},
+     "data": {"augment": ["hflip", {"name": "crop", "padding": 1}]}, "train": {"optimizer": "sgd", "momentum": 0.9}},
+])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, extra):
+    raw = tiny_config(epochs=5)
+    for section, values in extra.items():
+        raw[section] = {**raw[section], **values} if section != "model" else values
+    cfg = load_config(raw)
+    whole = train_run(cfg, run_dir=tmp_path / "whole")
+
+    seen = []
+
+    def crash_after_epoch_2(row):
+        seen.append(row["epoch"])
+        if row["epoch"] == 2:
+            raise Crash
+    with pytest.raises(Crash):
+        train_run(cfg, run_dir=tmp_path / "broken", on_epoch=crash_after_epoch_2)
+    replayed = []
+    resumed = train_run(cfg, run_dir=tmp_path / "broken", on_epoch=lambda row: replayed.append(row["epoch"]))
+    assert replayed == [1, 2, 3, 4, 5]  # epochs 1-2 replayed from the checkpoint, 3-5 trained
+    pd.testing.assert_frame_equal(_numbers(whole.history), _numbers(resumed.history))
+    for name, tensor in whole.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+
+
+def test_nan_loss_ends_the_run_as_diverged_with_its_step(tmp_path):
+    cfg = load_config(tiny_config(optimizer="sgd", lr=1e30, epochs=3))
+    result = fit(cfg, store=tmp_path)  # returns instead of raising: the process carries on
+    assert result.status == "diverged"
+    steps_per_epoch = math.ceil(256 / 32)
+    assert 0 <= result.diverged_step < steps_per_epoch * 3
+    assert len(result.history) == result.diverged_step // steps_per_epoch
+    from trainlab.store import RunStore
+
+    run = RunStore(tmp_path).get_run(result.run_id)
+    assert run["status"] == "diverged" and run["diverged_step"] == result.diverged_step
+
+
+def test_early_stopping_rule():
+    rows = [{"val_loss": v} for v in (1.0, 0.8, 0.9, 0.85, 0.95)]
+    assert not _should_stop(rows[:3], 2)
+    assert _should_stop(rows[:4], 2)  # best at epoch 2, two epochs without improvement
+    assert not _should_stop(rows, None)
+
+
+def test_early_stopping_in_a_run():
+    # A learning rate this large makes the validation loss rise after the first epochs.
+    result = train_run(load_config(tiny_config(epochs=30, early_stopping=2, lr=0.5, optimizer="sgd")))
+    losses = result.history["val_loss"].tolist()
+    assert result.stopped_early and len(losses) < 30
+    best = losses.index(min(losses))
+    assert len(losses) - 1 - best == 2
+
+
+def test_fit_with_a_store_skips_a_finished_run(tmp_path):
+    first = fit(tiny_config(epochs=2), store=tmp_path)
+    again = fit(tiny_config(epochs=2), store=tmp_path)
+    assert again.run_id == first.run_id and again.model is None  # not trained again
+    pd.testing.assert_frame_equal(_numbers(first.history), _numbers(again.history), check_dtype=False)
+    rerun = fit(tiny_config(epochs=2), store=tmp_path, rerun=True)
+    assert rerun.model is not None
