@@ -243,9 +243,7 @@ class TrainConfig(Section):
 
 
 class ProbesConfig(Section):
-    """Inside-the-network statistics (filled in by the probes issue)."""
-
-    enabled: bool = False
+    """Inside-the-network statistics. No fields yet: the section is reserved for the probes."""
 
 
 class RunConfig(Section):

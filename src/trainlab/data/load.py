@@ -1,0 +1,45 @@
+"""load_data: a data set from its configuration, ready for training."""
+
+from __future__ import annotations
+
+import torch
+
+from trainlab.config import DataConfig
+from trainlab.data.normalize import channel_stats
+from trainlab.data.sources import read_source
+from trainlab.data.splits import ImageData, Split, hold_out, take_first
+from trainlab.errors import UserError
+
+GRAYSCALE_CHUNK = 8192  # images converted at a time, to bound the float temporaries
+
+
+def load_data(cfg: DataConfig, download: bool = False) -> ImageData:
+    """Load the data set ``cfg.name`` (``download`` lets torchvision fetch missing files).
+
+    Steps: full train and test splits -> grayscale (if asked) -> the first ``cfg.limit`` training
+    images -> validation hold-out (``cfg.val_size``) -> mean/std of the remaining train split.
+    """
+    full = read_source(cfg, download)
+    train, test = take_first(full.train, cfg.limit), full.test
+    if cfg.grayscale:
+        train, test = _grayscale(train), _grayscale(test)
+    train, val = hold_out(train, cfg.val_size)
+    channels = train.x.shape[1]
+    if cfg.normalize:
+        mean, std = channel_stats(train.x)
+    else:
+        mean, std = torch.zeros(channels), torch.ones(channels)
+    return ImageData(cfg.name, train, val, test, full.classes, mean, std)
+
+
+def _grayscale(split: Split) -> Split:
+    """RGB images converted with torchvision's ``rgb_to_grayscale``; single-channel ones unchanged."""
+    from torchvision.transforms.functional import rgb_to_grayscale  # imported on use: takes seconds
+
+    channels = split.x.shape[1]
+    if channels == 1:
+        return split
+    if channels != 3:
+        raise UserError(f"data.grayscale needs RGB images, but these have {channels} channels")
+    x = torch.cat([rgb_to_grayscale(chunk) for chunk in split.x.split(GRAYSCALE_CHUNK)])
+    return Split(x, split.y)
