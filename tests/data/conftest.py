@@ -20,7 +20,7 @@ def data_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def write_image() -> Callable[[Path, np.ndarray], Path]:
-    """Save a uint8 array ``(H, W)`` or ``(H, W, 3)`` (or bool for 1-bit) as an image file; return the path."""
+    """Save a uint8 ``(H, W)`` or ``(H, W, 3)`` array (bool: 1-bit) as an image file; return its path."""
 
     def write(path: Path, pixels: np.ndarray) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,10 @@ from trainlab.data.augment import shift_images
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def images(batch: int = 32, channels: int = 3, height: int = 5, width: int = 7, device: str = "cpu") -> torch.Tensor:
-    generator = torch.Generator().manual_seed(batch * 1000 + height)
-    return torch.randint(1, 256, (batch, channels, height, width), generator=generator, dtype=torch.uint8).to(device)
+def images(batch: int = 32, device: str = "cpu") -> torch.Tensor:
+    """Random non-zero uint8 images ``(batch, 3, 5, 7)``: zero fill is then visible."""
+    generator = torch.Generator().manual_seed(batch)
+    return torch.randint(1, 256, (batch, 3, 5, 7), generator=generator, dtype=torch.uint8).to(device)
 
 
 def generator_on(device: str, seed: int = 0) -> torch.Generator:

@@ -64,3 +64,9 @@ def test_missing_cifar10_suggests_imagefolder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="data.name=imagefolder") as error:
         load_data(DataConfig(name="cifar10", root=str(tmp_path)))
     assert "cifar-10-batches-py" in str(error.value)
+
+
+def test_without_root_the_default_download_folder_is_used(data_cache: Path) -> None:
+    with pytest.raises(UserError, match="data.root is not set") as error:
+        load_data(DataConfig(name="fashion_mnist"))
+    assert str(data_cache / "datasets" / "FashionMNIST" / "raw") in str(error.value)

@@ -50,7 +50,8 @@ def test_greyscale_formats_bmp_1bit_tiff_png(tmp_path: Path, write_image: Callab
     assert torch.equal(data.train.x[0, 0], torch.from_numpy(bits.astype(np.uint8) * 255))
     for split_name, split in (("train", data.train), ("test", data.test)):
         paths = files[split_name, "a"] + files[split_name, "b"]
-        assert torch.equal(split.y, torch.tensor([0] * len(files[split_name, "a"]) + [1] * len(files[split_name, "b"])))
+        labels = [0] * len(files[split_name, "a"]) + [1] * len(files[split_name, "b"])
+        assert torch.equal(split.y, torch.tensor(labels))
         assert torch.equal(split.x, torch.stack([pil_pixels(path, "L") for path in paths]))
 
 
@@ -89,7 +90,7 @@ def test_size_mismatch_names_the_file_and_resize_fixes_it(rgb_tree: Path, write_
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_corrupt_image_names_the_file_and_leaves_no_cache(rgb_tree: Path, data_cache: Path, damage: str) -> None:
+def test_corrupt_image_is_named_and_leaves_no_cache(rgb_tree: Path, data_cache: Path, damage: str) -> None:
     bad = rgb_tree / "train/dog/1.png"
     bad.write_bytes(b"not an image" if damage == "garbage" else bad.read_bytes()[:60])
     with pytest.raises(UserError, match="cannot read image") as error:

@@ -95,7 +95,8 @@ def test_digits_split_and_scaling() -> None:
 
 
 def test_synthetic_is_deterministic_shaped_and_learnable() -> None:
-    cfg = synthetic(synthetic=SyntheticConfig(n_train=300, n_test=100, channels=2, size=6, classes=5), val_size=0)
+    sizes = SyntheticConfig(n_train=300, n_test=100, channels=2, size=6, classes=5)
+    cfg = synthetic(synthetic=sizes, val_size=0)
     data = load_data(cfg)
     again = load_data(cfg)
     assert torch.equal(data.train.x, again.train.x) and torch.equal(data.test.y, again.test.y)

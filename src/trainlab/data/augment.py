@@ -38,8 +38,9 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     """Shift each image by its own random offset in ``[-max_shift, max_shift]`` along each axis."""
     if max_shift == 0:
         return x
-    offsets = torch.randint(-max_shift, max_shift + 1, (len(x), 2), generator=generator, device=generator.device)
-    offsets = offsets.to(x.device)
+    offsets = torch.randint(
+        -max_shift, max_shift + 1, (len(x), 2), generator=generator, device=generator.device
+    ).to(x.device)
     return shift_images(x, offsets[:, 0], offsets[:, 1])
 
 

@@ -53,7 +53,7 @@ def _checked_root(name: str, root: str | None) -> Path:
         raise UserError(f"data root {path} does not exist: pass --data-root DIR with {LAYOUT}")
     for split in ("train", "test"):
         if not (path / split).is_dir():
-            raise UserError(f"data root {path} has no {split}/ folder: an image-folder data set needs {LAYOUT}")
+            raise UserError(f"data root {path} has no {split}/ folder: an image-folder set needs {LAYOUT}")
     return path
 
 
@@ -100,12 +100,12 @@ def _decode_tree(root: Path, grayscale: bool, resize: int | None) -> FullData:
 
 
 def _classes(directory: Path) -> list[str]:
-    from torchvision.datasets.folder import find_classes  # imported on use: importing torchvision takes seconds
+    from torchvision.datasets.folder import find_classes  # imported on use: torchvision takes seconds
 
     try:
         classes, _ = find_classes(directory)
     except FileNotFoundError:
-        raise UserError(f"{directory} has no class folders: an image-folder data set needs {LAYOUT}") from None
+        raise UserError(f"{directory} has no class folders: an image-folder set needs {LAYOUT}") from None
     return classes
 
 
@@ -162,7 +162,7 @@ def _decode_split(
 
     def decode_chunk(start: int) -> int:
         stop = min(start + CHUNK, len(files))
-        for i in range(start, stop - 1):
+        for i in range(start, stop):
             x[i] = _decode(files[i][0], mode, size, resize)
         return stop - start
 

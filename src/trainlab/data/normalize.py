@@ -6,7 +6,7 @@ import torch
 
 
 def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and (population) standard deviation of uint8 images ``(N, C, H, W)`` on the [0, 1] scale.
+    """Per-channel mean and population standard deviation of uint8 images ``(N, C, H, W)``, [0, 1] scale.
 
     Computed exactly from a 256-bin histogram per channel, so it needs no float copy of the data.
     A constant channel gets std 1 so that dividing by it is harmless. Returns float32 ``(C,)`` each.
@@ -23,7 +23,7 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def to_float(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Convert uint8 images ``(..., C, H, W)`` to float32 ``(x / 255 - mean) / std`` per channel, on x's device."""
+    """uint8 images ``(..., C, H, W)`` -> float32 ``(x / 255 - mean) / std`` per channel, on x's device."""
     mean = mean.to(x.device, torch.float32).view(-1, 1, 1)
     std = std.to(x.device, torch.float32).view(-1, 1, 1)
     return x.float().div_(255).sub_(mean).div_(std)  # in place on the fresh float copy

@@ -63,13 +63,14 @@ def _read_torchvision(name: str, root: str | None, download: bool) -> FullData:
     try:
         train = dataset_class(str(root_path), train=True, download=download)
         test = dataset_class(str(root_path), train=False, download=download)
-    # torchvision reports missing files as RuntimeError, bad IDX headers by assert, network failures as OSError
+    # torchvision: missing files -> RuntimeError, bad IDX header -> assert, network failure -> OSError
     except (RuntimeError, OSError, ValueError, TypeError, AssertionError) as error:
+        where = " (data.root is not set: the default download folder)" if root is None else ""
         hint = ""
         if name == "cifar10":
             hint = "; for a CIFAR-10 JPEG tree (DIR/train/<class>/*.jpg) use data.name=imagefolder"
         raise UserError(
-            f"cannot load {name} from {root_path} ({error}): expected the files {root_path}/{layout}; "
+            f"cannot load {name} from {root_path}{where} ({error}): expected the files {root_path}/{layout}; "
             f"pass --data-root DIR with that layout, or --download to fetch it{hint}"
         ) from None
     return FullData(_torchvision_split(train), _torchvision_split(test), list(train.classes))
