@@ -72,7 +72,7 @@ def test_rgb_png_is_exact_and_jpeg_matches_pil(tmp_path: Path, write_image: Call
 
 def test_grayscale_option_converts_rgb_with_pil(rgb_tree: Path) -> None:
     data = load_data(folder_config(rgb_tree, grayscale=True))
-    files = sorted((rgb_tree / "train").glob("*/*.png"))
+    files = in_stored_order((rgb_tree / "train").glob("*/*.png"))
     assert data.input_shape == (1, 5, 6)
     assert torch.equal(data.train.x, torch.stack([pil_pixels(path, "L") for path in files]))
 
@@ -84,7 +84,7 @@ def test_size_mismatch_names_the_file_and_resize_fixes_it(rgb_tree: Path, write_
     assert str(odd) in str(error.value) and "7x9" in str(error.value) and "6x5" in str(error.value)
 
     data = load_data(folder_config(rgb_tree, resize=4))
-    files = sorted((rgb_tree / "train").glob("*/*.png"))
+    files = in_stored_order((rgb_tree / "train").glob("*/*.png"))
     assert data.input_shape == (3, 4, 4)
     assert torch.equal(data.train.x, torch.stack([pil_pixels(path, "RGB", (4, 4)) for path in files]))
 
@@ -141,5 +141,24 @@ def test_train_test_class_mismatch_names_the_classes(rgb_tree: Path) -> None:
 def test_decoding_in_many_chunks_keeps_the_order(rgb_tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(imagefolder, "CHUNK", 4)  # 6 train images: a full and a partial chunk
     data = load_data(folder_config(rgb_tree, cache=False))
-    files = sorted((rgb_tree / "train").glob("*/*.png"))
+    files = in_stored_order((rgb_tree / "train").glob("*/*.png"))
     assert torch.equal(data.train.x, torch.stack([pil_pixels(path, "RGB") for path in files]))
+
+
+def in_stored_order(paths) -> list[Path]:
+    """Expected order of a split: round-robin over the class folders, each sorted by name."""
+    by_class: dict[str, list[Path]] = {}
+    for path in sorted(paths):
+        by_class.setdefault(path.parent.name, []).append(path)
+    return [path for rank in range(max(map(len, by_class.values())))
+            for name in sorted(by_class) for path in by_class[name][rank:rank + 1]]
+
+
+def test_limit_takes_every_class_from_a_class_sorted_tree(tmp_path: Path, write_image: Callable) -> None:
+    for name in ("a", "b", "c"):
+        for i in range(4):
+            write_image(tmp_path / f"train/{name}/{i}.png", np.full((2, 2), i, dtype=np.uint8))
+        write_image(tmp_path / f"test/{name}/0.png", np.zeros((2, 2), dtype=np.uint8))
+    data = load_data(folder_config(tmp_path, limit=6))
+    assert data.train.y.tolist() == [0, 1, 2, 0, 1, 2]
+

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-FORMAT_VERSION = 1  # bump when the stored layout or the decoding changes
+FORMAT_VERSION = 2  # bump when the stored layout or the decoding changes
 
 
 def cache_root() -> Path:

@@ -110,15 +110,29 @@ def _classes(directory: Path) -> list[str]:
 
 
 def _files(directory: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
-    """``(path, class index)`` of every image file, sorted by class and file name."""
+    """``(path, class index)`` of every image file, in :func:`interleaved` order."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
     try:
-        return make_dataset(directory, class_to_idx, extensions=IMG_EXTENSIONS)
+        return interleaved(make_dataset(directory, class_to_idx, extensions=IMG_EXTENSIONS))
     except FileNotFoundError as error:
         raise UserError(
             f"{directory}: {error}; put at least one image into every class folder or remove the empty ones"
         ) from None
+
+
+def interleaved(files: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Files sorted by class and name, reordered round-robin over the classes.
+
+    The first file of each class, then the second of each, and so on: so ``data.limit`` (the
+    first N training images) covers every class instead of the first few folders.
+    """
+    rank: dict[int, int] = {}
+    keyed = []
+    for path, label in files:
+        keyed.append((rank.get(label, 0), label, path))
+        rank[label] = rank.get(label, 0) + 1
+    return [(path, label) for _, label, path in sorted(keyed)]
 
 
 def _mode_and_size(path: str) -> tuple[str, tuple[int, int]]:
