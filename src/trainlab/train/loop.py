@@ -106,7 +106,8 @@ def train_run(
         restore_rng_state(state["rng"], device, generator)
         history = state["history"]
         for row in history:
-            on_epoch and on_epoch(row)
+            if on_epoch:
+                on_epoch(row)
 
     result = TrainResult(cfg.run_id(), "done", pd.DataFrame(), model=model)
     wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
@@ -170,7 +171,8 @@ def train_run(
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "rng": rng_state(device, generator), "history": history,
             })
-        on_epoch and on_epoch(row)
+        if on_epoch:
+            on_epoch(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
                         test_acc=f"{row['test_acc']:.3f}", sps=f"{row['samples_per_s']:.0f}")
     bar.close()
