@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["fit", "load_config"]
+__all__ = ["fit", "load_config", "run_study"]
 
 
 def __getattr__(name: str):
@@ -16,6 +16,10 @@ def __getattr__(name: str):
         from trainlab.train import fit
 
         return fit
+    if name == "run_study":
+        from trainlab.study import run_study
+
+        return run_study
     if name == "load_config":
         from trainlab.config import load_config
 

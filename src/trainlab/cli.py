@@ -22,6 +22,9 @@ EXAMPLES = """examples:
   trainlab runs
   trainlab show 3f2a
   trainlab summary --model vgg_cifar --input-shape 3,32,32
+  trainlab plan study.yaml --scale quick
+  trainlab run study.yaml --scale quick --set train.epochs=3
+  trainlab status study.yaml --json
 """
 
 
@@ -53,6 +56,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_store(train)
     _add_json(train)
+
+    for name, text in (("plan", "expand a study and show its runs without training"),
+                       ("run", "train every run of a study that is not finished yet"),
+                       ("status", "state and final metrics of each run of a study")):
+        sub = commands.add_parser(name, help=text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("study", metavar="STUDY", help="a study YAML file or the name of a built-in study")
+        sub.add_argument("--scale", metavar="NAME", help="a scale the study defines, e.g. quick or full")
+        sub.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                         help="dotted overrides applied to the study's base configuration")
+        if name != "plan":
+            _add_store(sub)
+        if name == "run":
+            sub.add_argument("--executor", default="local", help="where runs train (default: local)")
+            sub.add_argument("--download", action="store_true", help="let torchvision download data sets")
+            sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        _add_json(sub)
 
     runs = commands.add_parser("runs", help="list the runs in the store")
     _add_store(runs)
@@ -191,7 +210,58 @@ def _model_spec(text: str) -> dict[str, Any]:
     return {"kind": str(value)}
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "summary": cmd_summary}
+def cmd_plan(args: argparse.Namespace) -> int:
+    from trainlab.study import plan_study
+
+    spec, runs = plan_study(args.study, args.scale, args.overrides)
+    groups = pd.DataFrame([{"label": r.label or "base", **r.overrides} for r in runs]).drop_duplicates("label")
+    seeds = sorted({r.seed for r in runs})
+    if args.json:
+        _print_json({"name": spec.name, "question": spec.question, "runs": len(runs), "seeds": seeds,
+                     "groups": groups.to_dict(orient="records"),
+                     "run_ids": [r.run_id for r in runs]})
+        return 0
+    print(f"{spec.name}: {spec.question}".rstrip(": "))
+    print(f"{len(runs)} runs = {len(groups)} configurations x {len(seeds)} seeds {seeds}\n")
+    print(groups.to_string(index=False))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from trainlab.study import run_study
+
+    result = run_study(args.study, args.scale, args.overrides, store=args.store, executor=args.executor,
+                       download=args.download, progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    return _print_study(result.runs, args.json)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from trainlab.study import study_status
+
+    rows = study_status(args.study, args.scale, args.overrides, store=args.store)
+    if args.json:
+        _print_json(rows)
+        return 0
+    frame = pd.DataFrame([{"run_id": r["run_id"], "label": r["label"] or "base", "seed": r["seed"],
+                           "status": r["status"], **{k: r["final"].get(k) for k in ("train_loss", "test_acc")}}
+                          for r in rows])
+    return _print_study(frame, False)
+
+
+def _print_study(frame: pd.DataFrame, as_json: bool) -> int:
+    if as_json:
+        _print_json(frame.to_dict(orient="records"))
+        return 0
+    columns = [c for c in ("run_id", "label", "seed", "status", "epochs", "train_loss", "val_acc", "test_acc")
+               if c in frame.columns]
+    print(_table(frame[columns], "{:.4f}"))
+    counts = frame["status"].value_counts()
+    print("\n" + ", ".join(f"{n} {status}" for status, n in counts.items()))
+    return 0 if set(counts.index) <= {"done", "diverged"} else 1
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "summary": cmd_summary,
+            "plan": cmd_plan, "run": cmd_run, "status": cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

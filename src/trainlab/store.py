@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS metrics (
     value  REAL,
     PRIMARY KEY (run_id, epoch, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS study_runs (
+    study     TEXT NOT NULL,
+    run_id    TEXT NOT NULL REFERENCES runs(run_id),
+    label     TEXT NOT NULL,
+    seed      INTEGER NOT NULL,
+    overrides TEXT NOT NULL,
+    PRIMARY KEY (study, run_id)
+);
 CREATE TABLE IF NOT EXISTS artifacts (
     run_id  TEXT NOT NULL REFERENCES runs(run_id),
     name    TEXT NOT NULL,
@@ -113,6 +121,14 @@ class RunStore:
                 (run_id, json.dumps(config, sort_keys=True), time.time()),
             )
         return cur.rowcount == 1
+
+    def add_to_study(self, study: str, run_id: str, label: str, seed: int, overrides: dict[str, Any]) -> None:
+        """Record that ``run_id`` is the run of ``study`` with group ``label`` and ``seed``."""
+        with self._transaction():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO study_runs VALUES (?, ?, ?, ?, ?)",
+                (study, run_id, label, seed, json.dumps(overrides, sort_keys=True)),
+            )
 
     def start_run(self, run_id: str) -> None:
         """Mark a run ``running`` on this host, recording library versions."""
@@ -200,6 +216,12 @@ class RunStore:
         frame.insert(2, "data", configs.map(lambda c: c["data"]["name"]))
         frame.insert(3, "model", configs.map(lambda c: c["model"]["preset"] or c["model"]["kind"]))
         return frame
+
+    def status_of(self, run_ids: list[str]) -> dict[str, str]:
+        """Status of each known run id (unknown ids are left out)."""
+        marks = ",".join("?" * len(run_ids))
+        rows = self.conn.execute(f"SELECT run_id, status FROM runs WHERE run_id IN ({marks})", run_ids)
+        return {row["run_id"]: row["status"] for row in rows}
 
     def history(self, ref: str) -> pd.DataFrame:
         """Per-epoch metrics of a run, one row per epoch, one column per metric."""

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from trainlab.config import RunConfig, load_config
-from trainlab.data import load_data
+from trainlab.data import ImageData, load_data
 from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.train.loop import METRICS, TrainResult, train_run
 
@@ -22,16 +22,17 @@ def fit(
     download: bool = False,
     rerun: bool = False,
     progress: bool = False,
+    data: ImageData | None = None,
 ) -> TrainResult:
     """Train a configuration (YAML path, dict or RunConfig, plus dotted overrides).
 
     With a ``store`` (a directory or a RunStore) the run is recorded there under the hash
     of its configuration: a finished run is returned from the store without training again
     (unless ``rerun``), an interrupted one resumes from its last checkpoint. ``store=None``
-    trains in memory and writes nothing.
+    trains in memory and writes nothing. ``data`` skips loading when the caller has it already.
     """
     cfg = load_config(config, overrides)
-    data = load_data(cfg.data, download=download)  # user mistakes surface before anything is written
+    data = data or load_data(cfg.data, download=download)  # user mistakes surface before anything is written
     if store is None:
         return train_run(cfg, data, progress=progress)
 

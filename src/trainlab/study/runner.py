@@ -1,0 +1,109 @@
+"""Running a study: every planned run through ``fit``, recorded in the run store.
+
+Finished runs are skipped, interrupted ones resume from their checkpoint, failed ones are
+tried again; a run that fails marks itself ``failed`` and the study carries on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from trainlab.data import ImageData, load_data
+from trainlab.errors import UserError
+from trainlab.store import DEFAULT_STORE, RunStore
+from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
+from trainlab.train.loop import METRICS
+from trainlab.train.runner import fit, stored_history
+
+EXECUTORS = ("local",)
+
+
+@dataclass
+class StudyResult:
+    """A study's runs: ``runs`` has one row per run (label, seed, status, varied keys, final metrics)."""
+
+    spec: StudySpec
+    runs: pd.DataFrame
+    histories: dict[str, pd.DataFrame]
+
+
+def plan_study(
+    study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None
+) -> tuple[StudySpec, list[PlannedRun]]:
+    """Read and expand a study without training: every run validated."""
+    spec = read_study(study)
+    return spec, expand(spec, scale, overrides)
+
+
+def run_study(
+    study: str | Path | dict[str, Any],
+    scale: str | None = None,
+    overrides: list[str] | dict | None = None,
+    store: str | Path | RunStore = DEFAULT_STORE,
+    executor: str = "local",
+    download: bool = False,
+    progress: bool = False,
+) -> StudyResult:
+    """Train every run of a study that is not finished yet, then return all of them."""
+    if executor not in EXECUTORS:
+        raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
+    spec, runs = plan_study(study, scale, overrides)
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    loaded: dict[str, ImageData] = {}
+    for run in runs:  # load every data set once, before anything trains: user mistakes surface first
+        key = json.dumps(run.config.data.model_dump(mode="json"), sort_keys=True)
+        if key not in loaded:
+            loaded[key] = load_data(run.config.data, download=download)
+    for run in runs:
+        store.create_run(run.run_id, run.config.to_dict())
+        store.add_to_study(spec.name, run.run_id, run.label, run.seed, run.overrides)
+
+    bar = tqdm(runs, desc=spec.name, unit="run", disable=not progress, dynamic_ncols=True)
+    for run in bar:
+        bar.set_postfix_str(f"{run.label or 'base'} seed {run.seed}")
+        data = loaded[json.dumps(run.config.data.model_dump(mode="json"), sort_keys=True)]
+        try:
+            fit(run.config, store=store, data=data, progress=progress)
+        except Exception:  # recorded as failed by fit; the study carries on
+            continue
+    bar.close()
+    return study_results(spec, runs, store)
+
+
+def study_results(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> StudyResult:
+    """What the store knows of a study's runs: status, varied values and final metrics per run."""
+    statuses = store.status_of([r.run_id for r in runs])
+    rows, histories = [], {}
+    for run in runs:
+        status = statuses.get(run.run_id, "pending")
+        row = {"run_id": run.run_id, "label": run.label, "seed": run.seed, "status": status, **run.overrides}
+        if run.run_id in statuses:
+            history = stored_history(store, run.run_id)
+            if len(history):
+                histories[run.run_id] = history
+                row |= {k: v for k, v in history.iloc[-1].items() if k != "epoch"}
+                row["epochs"] = int(history["epoch"].iloc[-1])
+        rows.append(row)
+    return StudyResult(spec, pd.DataFrame(rows), histories)
+
+
+def study_status(
+    study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None,
+    store: str | Path | RunStore = DEFAULT_STORE,
+) -> list[dict[str, Any]]:
+    """Each run's ``run_id``, ``status``, ``overrides`` (dotted key -> value) and ``final`` metrics."""
+    spec, runs = plan_study(study, scale, overrides)
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    frame = study_results(spec, runs, store).runs
+    out = []
+    for run, (_, row) in zip(runs, frame.iterrows()):
+        final = {m: float(row[m]) for m in METRICS if m in frame.columns and pd.notna(row[m])}
+        out.append({"run_id": run.run_id, "label": run.label, "seed": run.seed, "status": row["status"],
+                    "overrides": {**run.overrides, "train.seed": run.seed}, "final": final})
+    return out

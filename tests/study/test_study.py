@@ -1,0 +1,109 @@
+import json
+
+import pandas as pd
+import pytest
+
+from trainlab.cli import main
+from trainlab.errors import UserError
+from trainlab.store import RunStore
+from trainlab.study import expand, plan_study, read_study, run_study, study_status
+from trainlab.train import fit
+
+STUDY = {
+    "name": "tiny",
+    "question": "Does the activation matter?",
+    "base": {"data": {"name": "synthetic", "val_size": 32, "synthetic": {"n_train": 160, "n_test": 64}},
+             "model": {"hidden": [16]}, "train": {"epochs": 2, "batch_size": 32}},
+    "vary": {"model.activation": ["sigmoid", "relu"], "model.hidden": [[16], [16, 16]]},
+    "seeds": 2,
+    "scales": {"quick": {"train.epochs": 1}},
+}
+
+
+def test_expansion_crosses_axes_variants_and_seeds():
+    spec = read_study({**STUDY, "variants": [{"label": "plain"}, {"label": "BN", "set": {"model.batch_norm": True}}],
+                       "zip": {"train.lr": [0.1, 0.01], "train.batch_size": [64, 16]}})
+    runs = expand(spec)
+    assert len(runs) == 2 * 2 * 2 * 2 * 2  # variants x activation x hidden x zip x seeds
+    bn_relu = [r for r in runs if r.label.startswith("BN") and r.overrides["model.activation"] == "relu"]
+    assert all(r.config.model.batch_norm for r in bn_relu)
+    pairs = {(r.config.train.lr, r.config.train.batch_size) for r in runs}
+    assert pairs == {(0.1, 64), (0.01, 16)}  # zipped axes change together, never crossed
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert {r.seed for r in runs} == {0, 1} and all(r.config.train.seed == r.seed for r in runs)
+
+
+def test_scale_and_command_line_overrides_apply_to_the_base():
+    runs = expand(read_study(STUDY), scale="quick", overrides=["train.lr=0.05"])
+    assert {r.config.train.epochs for r in runs} == {1} and {r.config.train.lr for r in runs} == {0.05}
+    with pytest.raises(UserError, match="no scale 'fast'"):
+        expand(read_study(STUDY), scale="fast")
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"variants": [{"label": "ok"}, {"label": "broken", "set": {"model.batchnorm": True}}]},
+     ["'broken", "model.batchnorm", "did you mean 'batch_norm'"]),
+    ({"vary": {"model.activation": []}}, ["study.vary", "model.activation", "no values"]),
+    ({"vary": {"train.epochs": ["two"]}}, ["epochs=two", "train.epochs", "'two'"]),
+    ({"zip": {"train.lr": [0.1], "train.epochs": [1, 2]}}, ["equal lengths"]),
+    ({"seedz": 3}, ["study.seedz", "did you mean 'seeds'"]),
+])
+def test_invalid_studies_fail_before_training_naming_variant_and_key(tmp_path, capsys, change, expected):
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps({**STUDY, **change}))
+    code = main(["run", str(path), "--store", str(tmp_path / "store")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    for part in expected:
+        assert part in err
+    assert not (tmp_path / "store" / "runs").exists()
+
+
+def test_a_study_runs_once_then_skips_finished_runs(tmp_path):
+    first = run_study(STUDY, store=tmp_path)
+    assert len(first.runs) == 8 and set(first.runs["status"]) == {"done"}
+    started = RunStore(tmp_path).runs().set_index("run_id")["created"]
+    again = run_study(STUDY, store=tmp_path)
+    pd.testing.assert_frame_equal(first.runs, again.runs)
+    assert RunStore(tmp_path).runs().set_index("run_id")["created"].equals(started)
+    # Each run's numbers are those of the same configuration trained alone.
+    alone = fit(expand(read_study(STUDY))[3].config, store=None)
+    row = first.runs.iloc[3]
+    assert row["test_acc"] == alone.final["test_acc"] and row["train_loss"] == alone.final["train_loss"]
+
+
+def test_status_lists_each_run_with_overrides_and_final_metrics(tmp_path, capsys):
+    _, runs = plan_study(STUDY)
+    assert {r["status"] for r in study_status(STUDY, store=tmp_path)} == {"pending"}
+    run_study(STUDY, store=tmp_path, overrides=None)
+    rows = study_status(STUDY, store=tmp_path)
+    assert [r["run_id"] for r in rows] == [r.run_id for r in runs]
+    assert rows[0]["overrides"] == {"model.activation": "sigmoid", "model.hidden": [16], "train.seed": 0}
+    assert set(rows[0]["final"]) >= {"train_loss", "test_acc", "val_acc"} and rows[0]["status"] == "done"
+
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps(STUDY))
+    assert main(["status", str(path), "--store", str(tmp_path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(rows))
+    assert main(["plan", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["runs"] == 8 and len(plan["groups"]) == 4 and plan["seeds"] == [0, 1]
+
+
+def test_a_failing_run_is_marked_failed_and_the_study_carries_on(tmp_path, monkeypatch):
+    from trainlab.train.loop import train_run
+
+    def train_run_or_die(cfg, *args, **kw):
+        if cfg.model.activation == "sigmoid":
+            raise RuntimeError("worker died")
+        return train_run(cfg, *args, **kw)
+
+    # The failure is injected under fit, which records the status itself.
+    monkeypatch.setattr("trainlab.train.runner.train_run", train_run_or_die)
+    result = run_study(STUDY, store=tmp_path)
+    statuses = result.runs.groupby(result.runs["model.activation"])["status"].unique()
+    assert list(statuses["sigmoid"]) == ["failed"] and list(statuses["relu"]) == ["done"]
+    assert "worker died" in RunStore(tmp_path).get_run(result.runs.iloc[0]["run_id"])["error"]
+    monkeypatch.undo()
+    retried = run_study(STUDY, store=tmp_path)  # the next run retries failed runs
+    assert set(retried.runs["status"]) == {"done"}
