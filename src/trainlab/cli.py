@@ -68,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "plan":
             _add_store(sub)
         if name == "run":
-            sub.add_argument("--executor", default="local", help="where runs train (default: local)")
+            sub.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
+                             help="where runs train: in this process (default), in worker processes, or on Ray")
+            sub.add_argument("--workers", type=int, metavar="N", help="worker processes (processes: default 2)")
+            sub.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: start Ray locally)")
             sub.add_argument("--download", action="store_true", help="let torchvision download data sets")
             sub.add_argument("--quiet", action="store_true", help="no progress bars")
         _add_json(sub)
@@ -231,7 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from trainlab.study import run_study
 
     result = run_study(args.study, args.scale, args.overrides, store=args.store, executor=args.executor,
-                       download=args.download, progress=not (args.quiet or args.json) and sys.stderr.isatty())
+                       workers=args.workers, address=args.address, download=args.download, progress=not (args.quiet or args.json) and sys.stderr.isatty())
     return _print_study(result.runs, args.json)
 
 

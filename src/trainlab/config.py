@@ -227,6 +227,7 @@ class TrainConfig(Section):
     early_stopping: int | None = Field(None, gt=0)
     seed: int = 0
     device: str = "auto"
+    threads: int | None = Field(None, gt=0)
 
     @field_validator("device")
     @classmethod

@@ -13,6 +13,7 @@ by (run, epoch, name) and upserted, so replaying epochs after a resume never dup
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import socket
@@ -38,6 +39,7 @@ CREATE TABLE IF NOT EXISTS runs (
     duration      REAL,
     epochs_done   INTEGER NOT NULL DEFAULT 0,
     host          TEXT,
+    pid           INTEGER,
     versions      TEXT,
     error         TEXT,
     diverged_step INTEGER
@@ -130,13 +132,13 @@ class RunStore:
                 (study, run_id, label, seed, json.dumps(overrides, sort_keys=True)),
             )
 
-    def start_run(self, run_id: str) -> None:
-        """Mark a run ``running`` on this host, recording library versions."""
+    def start_run(self, run_id: str, pid: int | None = None) -> None:
+        """Mark a run ``running`` in process ``pid`` (default: this one) on this host, with library versions."""
         with self._transaction():
             self.conn.execute(
-                "UPDATE runs SET status='running', started=COALESCE(started, ?), host=?, versions=?, error=NULL "
-                "WHERE run_id=?",
-                (time.time(), socket.gethostname(), json.dumps(library_versions()), run_id),
+                "UPDATE runs SET status='running', started=COALESCE(started, ?), host=?, pid=?, versions=?, "
+                "error=NULL WHERE run_id=?",
+                (time.time(), socket.gethostname(), pid or os.getpid(), json.dumps(library_versions()), run_id),
             )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None, diverged_step: int | None = None) -> None:

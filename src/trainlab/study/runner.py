@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 from tqdm.auto import tqdm
 
 from trainlab.data import ImageData, load_data
@@ -19,9 +20,9 @@ from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
 from trainlab.train.loop import METRICS
-from trainlab.train.runner import fit, stored_history
+from trainlab.study.executors import EXECUTORS, Task, run_in_processes, run_on_ray
+from trainlab.train.runner import FINISHED, fit, stored_history
 
-EXECUTORS = ("local",)
 
 
 @dataclass
@@ -47,33 +48,64 @@ def run_study(
     overrides: list[str] | dict | None = None,
     store: str | Path | RunStore = DEFAULT_STORE,
     executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
     download: bool = False,
     progress: bool = False,
 ) -> StudyResult:
-    """Train every run of a study that is not finished yet, then return all of them."""
+    """Train every run of a study that is not finished yet, then return all of them.
+
+    ``executor``: ``local`` (in this process), ``processes`` (``workers`` processes, the cores
+    divided among them) or ``ray`` (the cluster at ``address``, or a local Ray instance).
+    """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
     spec, runs = plan_study(study, scale, overrides)
     store = store if isinstance(store, RunStore) else RunStore(store)
     loaded: dict[str, ImageData] = {}
     for run in runs:  # load every data set once, before anything trains: user mistakes surface first
-        key = json.dumps(run.config.data.model_dump(mode="json"), sort_keys=True)
+        key = _data_key(run)
         if key not in loaded:
             loaded[key] = load_data(run.config.data, download=download)
     for run in runs:
         store.create_run(run.run_id, run.config.to_dict())
         store.add_to_study(spec.name, run.run_id, run.label, run.seed, run.overrides)
 
-    bar = tqdm(runs, desc=spec.name, unit="run", disable=not progress, dynamic_ncols=True)
-    for run in bar:
-        bar.set_postfix_str(f"{run.label or 'base'} seed {run.seed}")
-        data = loaded[json.dumps(run.config.data.model_dump(mode="json"), sort_keys=True)]
-        try:
-            fit(run.config, store=store, data=data, progress=progress)
-        except Exception:  # recorded as failed by fit; the study carries on
-            continue
+    statuses = store.status_of([r.run_id for r in runs])
+    todo = [r for r in runs if statuses[r.run_id] not in FINISHED]
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=spec.name, unit="run",
+               disable=not progress, dynamic_ncols=True)
+    if executor == "local":
+        for run in todo:
+            bar.set_postfix_str(f"{run.label or 'base'} seed {run.seed}")
+            try:
+                fit(run.config, store=store, data=loaded[_data_key(run)], progress=progress)
+            except Exception:  # recorded as failed by fit; the study carries on
+                pass
+            bar.update(1)
+    else:
+        workers = workers or (2 if executor == "processes" else None)
+        tasks = [Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in todo]
+
+        def start(task: Task, pid: int | None) -> None:
+            (Path(task.run_dir) / "config.yaml").write_text(yaml.safe_dump(task.config, sort_keys=False))
+            store.start_run(task.run_id, pid)
+
+        outcomes = (run_in_processes(tasks, workers, start) if executor == "processes"
+                    else run_on_ray(tasks, workers, address, start))
+        for outcome in outcomes:
+            for row in outcome.history:
+                store.log_epoch(outcome.run_id, row)
+            store.finish_run(outcome.run_id, outcome.status, error=outcome.error, diverged_step=outcome.diverged_step)
+            bar.update(1)
     bar.close()
     return study_results(spec, runs, store)
+
+
+def _data_key(run: PlannedRun) -> str:
+    return json.dumps(run.config.data.model_dump(mode="json"), sort_keys=True)
 
 
 def study_results(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> StudyResult:

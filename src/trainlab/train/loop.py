@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +72,18 @@ def evaluate(model: nn.Module, split: Split, mean: torch.Tensor, std: torch.Tens
     return sums
 
 
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` CPU threads for torch's operators (unchanged when None)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_run(
     cfg: RunConfig,
     data: ImageData | None = None,
@@ -81,8 +94,15 @@ def train_run(
     """Train ``cfg`` to the end, resuming from ``run_dir/checkpoint.pt`` when there is one.
 
     ``on_epoch`` receives each epoch's metrics row (including rows replayed from a checkpoint,
-    so a store that upserts them ends up with exactly one row per epoch).
+    so a store that upserts them ends up with exactly one row per epoch). With
+    ``train.threads`` set, torch uses that many CPU threads for the run.
     """
+    with intra_op_threads(cfg.train.threads):
+        return _train(cfg, data, run_dir, on_epoch, progress)
+
+
+def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
+           on_epoch: Callable[[dict], None] | None, progress: bool) -> TrainResult:
     tc = cfg.train
     device = resolve_device(tc.device)
     data = (data or load_data(cfg.data)).to(device)

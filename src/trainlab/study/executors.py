@@ -1,0 +1,143 @@
+"""Where a study's runs train: in this process, in worker processes, or on a Ray cluster.
+
+Workers only train: each receives a run's configuration and folder (for its checkpoint),
+and returns an :class:`Outcome` with the per-epoch metrics. The driver alone writes the run
+store. A worker that dies (killed, out of memory) fails its own run with the reason; the
+study carries on with the others.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+EXECUTORS = ("local", "processes", "ray")
+
+
+@dataclass
+class Task:
+    """A run to train: its id, resolved configuration (a dict) and folder."""
+
+    run_id: str
+    config: dict[str, Any]
+    run_dir: str
+
+
+@dataclass
+class Outcome:
+    """What a worker sends back: final status, the epochs' metric rows, and why it failed."""
+
+    run_id: str
+    status: str
+    history: list[dict] = field(default_factory=list)
+    diverged_step: int | None = None
+    error: str | None = None
+
+
+_DATA: dict[str, Any] = {}  # per worker process: data sets already loaded, by their config
+
+
+def execute(task: Task, threads: int | None = None) -> Outcome:
+    """Train one run (resuming from its checkpoint) and return its outcome; never raises."""
+    import json
+
+    import torch
+
+    from trainlab.config import RunConfig
+    from trainlab.data import load_data
+    from trainlab.train.loop import train_run
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        cfg = RunConfig.model_validate(task.config)
+        key = json.dumps(task.config["data"], sort_keys=True)
+        if key not in _DATA:
+            _DATA[key] = load_data(cfg.data)
+        result = train_run(cfg, _DATA[key], Path(task.run_dir))
+    except Exception as error:  # reported to the driver, which records the run as failed
+        return Outcome(task.run_id, "failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
+    return Outcome(task.run_id, result.status, result.history.to_dict(orient="records"), result.diverged_step)
+
+
+def threads_per_worker(workers: int) -> int:
+    """Divide this machine's cores among ``workers`` (at least one thread each)."""
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def run_in_processes(
+    tasks: list[Task], workers: int, on_start: Callable[[Task, int | None], None]
+) -> Iterator[Outcome]:
+    """Train ``tasks`` in up to ``workers`` processes at once, yielding outcomes as they finish.
+
+    One process per run, forked from a fork server that has trainlab and torch imported, so a
+    start is cheap and no process inherits the driver's thread pools. A process that dies
+    without answering yields a ``failed`` outcome naming its exit code.
+    """
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["trainlab.study.executors", "trainlab.train.loop"])
+    threads = threads_per_worker(workers)
+    pending, active = list(tasks), {}
+    while pending or active:
+        while pending and len(active) < workers:
+            task = pending.pop(0)
+            receive, send = context.Pipe(duplex=False)
+            process = context.Process(target=_child, args=(task, threads, send), daemon=True)
+            process.start()
+            on_start(task, process.pid)
+            send.close()
+            active[receive] = (task, process)
+        for receive in wait(list(active)):
+            task, process = active.pop(receive)
+            try:
+                outcome = receive.recv()
+            except EOFError:
+                process.join()
+                outcome = Outcome(task.run_id, "failed", error=f"worker process died (exit code {process.exitcode})")
+            receive.close()
+            process.join()
+            yield outcome
+
+
+def _child(task: Task, threads: int, send) -> None:
+    send.send(execute(task, threads))
+    send.close()
+
+
+def run_on_ray(
+    tasks: list[Task], workers: int | None, address: str | None, on_start: Callable[[Task, int | None], None]
+) -> Iterator[Outcome]:
+    """Train ``tasks`` as Ray tasks on the cluster at ``address`` (or a local Ray instance)."""
+    from trainlab.errors import UserError
+
+    try:
+        import ray
+    except ImportError:
+        raise UserError("the ray executor needs Ray: pip install 'ray[default]'") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
+                 log_to_driver=False, ignore_reinit_error=True)
+    try:
+        remote = ray.remote(num_cpus=1, max_retries=0)(execute)
+        threads = threads_per_worker(workers or int(ray.available_resources().get("CPU", 1)))
+        futures = {}
+        for task in tasks:
+            on_start(task, None)
+            futures[remote.remote(task, threads)] = task
+        while futures:
+            done, _ = ray.wait(list(futures), num_returns=1)
+            task = futures.pop(done[0])
+            try:
+                yield ray.get(done[0])
+            except Exception as error:  # the worker died: Ray reports it on get
+                yield Outcome(task.run_id, "failed", error=f"ray worker failed: {type(error).__name__}: {error}")
+    finally:
+        if started_here:
+            ray.shutdown()

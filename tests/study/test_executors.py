@@ -1,0 +1,100 @@
+"""The same study through every executor, and a study killed mid-way then run again."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from trainlab.store import RunStore
+from trainlab.study import run_study
+
+# 3 activations x 2 depths x 2 seeds on digits = 12 runs. train.threads makes each run use the
+# same CPU thread count whichever executor trains it, so the numbers must agree bit for bit.
+STUDY = {
+    "name": "executors",
+    "base": {"data": {"name": "digits"}, "model": {"hidden": [32]},
+             "train": {"epochs": 2, "batch_size": 64, "threads": 1}},
+    "vary": {"model.activation": ["sigmoid", "tanh", "relu"], "model.hidden": [[32], [32, 32]]},
+    "seeds": 2,
+}
+METRICS = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"]
+
+
+@pytest.fixture(scope="module")
+def local_result(tmp_path_factory):
+    return run_study(STUDY, store=tmp_path_factory.mktemp("local"))
+
+
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_every_executor_gives_identical_final_metrics(local_result, tmp_path, executor):
+    if executor == "ray":
+        pytest.importorskip("ray", reason="ray is not installed")
+    result = run_study(STUDY, store=tmp_path, executor=executor, workers=2)
+    assert len(result.runs) == 12 and set(result.runs["status"]) == {"done"}
+    assert result.runs["run_id"].tolist() == local_result.runs["run_id"].tolist()
+    assert result.runs[METRICS].equals(local_result.runs[METRICS])
+    history = result.histories[result.runs["run_id"][0]]
+    assert history["epoch"].tolist() == [1, 2]  # the driver stored every epoch the worker returned
+
+
+def test_a_killed_worker_fails_its_run_and_the_study_carries_on(tmp_path):
+    slow = {"data.name": "synthetic", "data.synthetic.n_train": 20000, "train.epochs": 50}
+    study = {**STUDY, "vary": {}, "seeds": 1,
+             "variants": [{"label": "slow", "set": slow}, {"label": "quick"}]}
+    store = RunStore(tmp_path)
+    outcome = {}
+    driver = threading.Thread(target=lambda: outcome.update(result=run_study(
+        study, store=tmp_path, executor="processes", workers=2)))
+    driver.start()
+    deadline = time.time() + 120
+    victim = None
+    while victim is None and time.time() < deadline:
+        running = store.conn.execute(
+            "SELECT r.pid FROM runs r JOIN study_runs s USING (run_id) "
+            "WHERE s.label = 'slow' AND r.status = 'running' AND r.epochs_done = 0").fetchone()
+        victim = running and running["pid"]
+        time.sleep(0.05)
+    os.kill(victim, signal.SIGKILL)  # as the OOM killer would
+    driver.join(timeout=300)
+    runs = outcome["result"].runs
+    assert dict(zip(runs["label"], runs["status"])) == {"slow": "failed", "quick": "done"}
+    error = store.get_run(runs["run_id"][0])["error"]
+    assert "worker process died" in error and "-9" in error
+
+
+def test_sigkill_during_a_study_then_rerun_gives_the_uninterrupted_results(tmp_path):
+    study = {**STUDY, "base": {**STUDY["base"], "train": {"epochs": 4, "batch_size": 16, "threads": 1}}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    expected = run_study(study, store=tmp_path / "whole")
+
+    store = tmp_path / "killed"
+    argv = [sys.executable, "-m", "trainlab", "run", str(path), "--store", str(store), "--json"]
+    victim = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (store / "trainlab.db").exists():
+            runs = RunStore(store).runs()
+            if (runs["status"] == "done").sum() >= 3 and (runs["epochs_done"].between(1, 3)).any():
+                break
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    done_before = (RunStore(store).runs()["status"] == "done").sum()
+    assert 3 <= done_before < 12
+
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    rows = json.loads(rerun.stdout)
+    assert [r["run_id"] for r in rows] == expected.runs["run_id"].tolist()
+    for row, (_, want) in zip(rows, expected.runs.iterrows()):
+        assert {m: row[m] for m in METRICS} == {m: want[m] for m in METRICS}
+    conn = RunStore(store).conn
+    total, distinct = conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || '/' || epoch || '/' || name) "
+                                   "FROM metrics").fetchone()
+    assert total == distinct == 12 * 4 * 10  # 10 metrics per epoch, no duplicates
