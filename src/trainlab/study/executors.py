@@ -13,7 +13,8 @@ import os
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -74,40 +75,60 @@ def threads_per_worker(workers: int) -> int:
 def run_in_processes(
     tasks: list[Task], workers: int, on_start: Callable[[Task, int | None], None]
 ) -> Iterator[Outcome]:
-    """Train ``tasks`` in up to ``workers`` processes at once, yielding outcomes as they finish.
+    """Train ``tasks`` on ``workers`` worker processes, yielding outcomes as runs finish.
 
-    One process per run, forked from a fork server that has trainlab and torch imported, so a
-    start is cheap and no process inherits the driver's thread pools. A process that dies
-    without answering yields a ``failed`` outcome naming its exit code.
+    Workers are forked from a fork server that has trainlab and torch imported (so no worker
+    inherits the driver's thread pools) and live for the whole study, keeping the data sets
+    they have loaded. A worker that dies without answering yields a ``failed`` outcome with
+    its exit code and is replaced.
     """
     context = mp.get_context("forkserver")
     context.set_forkserver_preload(["trainlab.study.executors", "trainlab.train.loop"])
     threads = threads_per_worker(workers)
-    pending, active = list(tasks), {}
-    while pending or active:
-        while pending and len(active) < workers:
-            task = pending.pop(0)
-            receive, send = context.Pipe(duplex=False)
-            process = context.Process(target=_child, args=(task, threads, send), daemon=True)
-            process.start()
-            on_start(task, process.pid)
-            send.close()
-            active[receive] = (task, process)
-        for receive in wait(list(active)):
-            task, process = active.pop(receive)
-            try:
-                outcome = receive.recv()
-            except EOFError:
-                process.join()
-                outcome = Outcome(task.run_id, "failed", error=f"worker process died (exit code {process.exitcode})")
-            receive.close()
+
+    def spawn() -> tuple[Connection, BaseProcess]:
+        driver_end, worker_end = context.Pipe()
+        process = context.Process(target=_worker, args=(worker_end, threads), daemon=True)
+        process.start()
+        worker_end.close()
+        return driver_end, process
+
+    pending = list(tasks)
+    idle = [spawn() for _ in range(min(workers, len(tasks)))]
+    busy: dict[Connection, tuple[Task, BaseProcess]] = {}
+    try:
+        while pending or busy:
+            while pending and idle:
+                connection, process = idle.pop()
+                task = pending.pop(0)
+                connection.send(task)
+                on_start(task, process.pid)
+                busy[connection] = (task, process)
+            for connection in wait(list(busy)):
+                task, process = busy.pop(connection)
+                try:
+                    outcome = connection.recv()
+                    idle.append((connection, process))
+                except EOFError:
+                    process.join()
+                    connection.close()
+                    outcome = Outcome(task.run_id, "failed", error=f"worker process died (exit code {process.exitcode})")
+                    if pending:
+                        idle.append(spawn())
+                yield outcome
+    finally:
+        for connection, process in idle + [(c, p) for c, (_, p) in busy.items()]:
+            if process.is_alive() and connection not in busy:
+                connection.send(None)
+            else:
+                process.kill()
             process.join()
-            yield outcome
 
 
-def _child(task: Task, threads: int, send) -> None:
-    send.send(execute(task, threads))
-    send.close()
+def _worker(connection: Connection, threads: int) -> None:
+    """A worker process: train the tasks it receives until it receives None."""
+    while (task := connection.recv()) is not None:
+        connection.send(execute(task, threads))
 
 
 def run_on_ray(
