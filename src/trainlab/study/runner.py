@@ -1,4 +1,4 @@
-"""Running a study: every planned run through ``fit``, recorded in the run store.
+"""Running a study: every planned run trained by an executor and recorded in the run store.
 
 Finished runs are skipped, interrupted ones resume from their checkpoint, failed ones are
 tried again; a run that fails marks itself ``failed`` and the study carries on.
@@ -18,11 +18,10 @@ from tqdm.auto import tqdm
 from trainlab.data import ImageData, load_data
 from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, RunStore
+from trainlab.study.executors import EXECUTORS, Task, run_in_processes, run_on_ray
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
 from trainlab.train.loop import METRICS
-from trainlab.study.executors import EXECUTORS, Task, run_in_processes, run_on_ray
 from trainlab.train.runner import FINISHED, fit, stored_history
-
 
 
 @dataclass
@@ -89,9 +88,14 @@ def run_study(
         workers = workers or (2 if executor == "processes" else None)
         tasks = [Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in todo]
 
+        names = {r.run_id: f"{r.label or 'base'} seed {r.seed}" for r in todo}
+        running: set[str] = set()
+
         def start(task: Task, pid: int | None) -> None:
             (Path(task.run_dir) / "config.yaml").write_text(yaml.safe_dump(task.config, sort_keys=False))
             store.start_run(task.run_id, pid)
+            running.add(task.run_id)
+            bar.set_postfix_str("running: " + "; ".join(names[r] for r in running))
 
         outcomes = (run_in_processes(tasks, workers, start) if executor == "processes"
                     else run_on_ray(tasks, workers, address, start))
@@ -99,6 +103,7 @@ def run_study(
             for row in outcome.history:
                 store.log_epoch(outcome.run_id, row)
             store.finish_run(outcome.run_id, outcome.status, error=outcome.error, diverged_step=outcome.diverged_step)
+            running.discard(outcome.run_id)
             bar.update(1)
     bar.close()
     return study_results(spec, runs, store)
