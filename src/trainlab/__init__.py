@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["fit", "load_config", "run_study"]
+__all__ = ["fit", "load_config", "probe", "run_study"]
 
 
 def __getattr__(name: str):
@@ -20,6 +20,10 @@ def __getattr__(name: str):
         from trainlab.study import run_study
 
         return run_study
+    if name == "probe":
+        from trainlab.probes import probe
+
+        return probe
     if name == "load_config":
         from trainlab.config import load_config
 
