@@ -114,3 +114,22 @@ def test_sigmoid_gradients_vanish_in_a_deep_mlp_and_relu_ones_do_not():
             p.step()
         first_layer[activation] = _value(p.frame(), "fc1", "weight", "grad", "abs_mean")
     assert first_layer["sigmoid"] * 100 <= first_layer["relu"]
+
+
+def test_tensorboard_files_read_back_with_tensorboards_event_reader(tmp_path):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from trainlab.probes.tensorboard import write_tensorboard
+
+    model = create_model({"kind": "mlp", "hidden": [8]}, (1, 4, 4), 3)
+    p, grads, _ = _train_probed(model, steps=2, bins=8)
+    history = __import__("pandas").DataFrame({"epoch": [1, 2], "test_acc": [0.5, 0.75]})
+    write_tensorboard(tmp_path, p.frame(), p.histograms(), history)
+    reader = event_accumulator.EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "histograms": 0})
+    reader.Reload()
+    norms = reader.Scalars("grad/fc1.weight/norm")
+    assert [e.step for e in norms] == [0, 1]
+    assert norms[1].value == pytest.approx(grads[1]["fc1.weight"].norm().item(), rel=1e-6)
+    assert [e.value for e in reader.Scalars("metrics/test_acc")] == [0.5, 0.75]
+    hist = reader.Histograms("grad/fc1.weight")[0].histogram_value
+    expected = p.histograms().query("layer == 'fc1' and tensor == 'weight' and quantity == 'grad'").iloc[0]
+    assert list(hist.bucket) == expected.counts.tolist() and hist.num == grads[0]["fc1.weight"].numel()
