@@ -19,6 +19,7 @@ measured to the host in one transfer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,10 +54,12 @@ class Probe:
     """
 
     def __init__(self, model: nn.Module, every: int = 1, bins: int = 32, histograms: bool = True,
-                 log_magnitude: bool = False, activations: bool = True):
+                 log_magnitude: bool = False, activations: bool = True,
+                 schedule: Callable[[int], bool] | None = None):
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
-        self.model, self.every, self.bins = model, every, bins
+        self.model, self.bins = model, bins
+        self.schedule = schedule or (lambda step: step % every == 0)
         self.with_histograms, self.log_magnitude, self.with_activations = histograms, log_magnitude, activations
         self.params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.steps_seen = 0
@@ -66,6 +69,7 @@ class Probe:
         self._handles: list = []
         self._rows: list[tuple] = []
         self._hist_rows: list[tuple] = []
+        self._taken = (0, 0)  # how many rows and histograms take() has handed out
 
     # ------------------------------------------------------------------ hooks
     def __enter__(self) -> Probe:
@@ -86,7 +90,7 @@ class Probe:
         self._handles.clear()
 
     def _due(self) -> bool:
-        return self.steps_seen % self.every == 0
+        return self.schedule(self.steps_seen)
 
     def _hook(self, name: str, is_activation: bool):
         def hook(module: nn.Module, inputs, output) -> None:
@@ -144,16 +148,7 @@ class Probe:
     def step(self) -> None:
         """Call once per training step, after ``backward()`` and before ``optimizer.step()``."""
         with torch.no_grad():
-            if self._awaiting is not None:  # the update the optimizer applied after the last probed step
-                pending, before = self._awaiting
-                deltas = torch._foreach_sub([p.detach() for _, p in self.params], before)
-                ratios = torch.stack(torch._foreach_norm(deltas)) / torch.stack(torch._foreach_norm(before)).clamp_min(
-                    1e-30)
-                for (name, _), ratio in zip(self.params, ratios.unbind()):
-                    pending.keys.append((*_split(name), "update_ratio", "norm"))
-                    pending.values.append(ratio)
-                self._awaiting = None
-                self._flush(pending)
+            self._finish_update()
             if self._due():
                 pending = self._current()
                 with_grad = [(n, p) for n, p in self.params if p.grad is not None]
@@ -164,6 +159,32 @@ class Probe:
                 self._awaiting = (pending, [p.detach().clone() for _, p in self.params])
                 self._open = None
         self.steps_seen += 1
+
+    def _finish_update(self) -> None:
+        """Record the update the optimizer applied after the last probed step, then flush that step."""
+        if self._awaiting is None:
+            return
+        pending, before = self._awaiting
+        deltas = torch._foreach_sub([p.detach() for _, p in self.params], before)
+        ratios = torch.stack(torch._foreach_norm(deltas)) / torch.stack(torch._foreach_norm(before)).clamp_min(1e-30)
+        for (name, _), ratio in zip(self.params, ratios.unbind()):
+            pending.keys.append((*_split(name), "update_ratio", "norm"))
+            pending.values.append(ratio)
+        self._awaiting = None
+        self._flush(pending)
+
+    def take(self) -> tuple[list[tuple], list[tuple]]:
+        """Statistic and histogram rows recorded since the last take; call it after ``optimizer.step()``.
+
+        Rows are ``(step, layer, tensor, quantity, stat, value)`` and
+        ``(step, layer, tensor, quantity, counts, edges)``, as in :meth:`frame` and :meth:`histograms`.
+        """
+        with torch.no_grad():
+            self._finish_update()
+        self._drain()
+        rows, hists = self._rows[self._taken[0]:], self._hist_rows[self._taken[1]:]
+        self._taken = (len(self._rows), len(self._hist_rows))
+        return rows, hists
 
     def _flush(self, pending: _Pending) -> None:
         """Bring one probed step to the host in a single transfer."""
