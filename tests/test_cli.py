@@ -123,3 +123,20 @@ def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
     rows = RunStore(store).conn.execute(
         "SELECT COUNT(*), COUNT(DISTINCT epoch || name) FROM metrics").fetchone()
     assert rows[0] == rows[1]  # no duplicate rows
+
+
+def test_tensorboard_flag_writes_event_files_of_the_run(tmp_path, capsys):
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    code, out, err = run_cli(capsys, "train", "--set", *TINY, "train.epochs=2", "--store", str(tmp_path / "s"),
+                             "--tensorboard", str(tmp_path / "tb"), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    reader = event_accumulator.EventAccumulator(str(tmp_path / "tb" / result["run_id"]), size_guidance={"scalars": 0})
+    reader.Reload()
+    accuracy = [e.value for e in reader.Scalars("metrics/test_acc")]
+    assert accuracy == pytest.approx([row["test_acc"] for row in result["history"]], rel=1e-6)
+    stored = RunStore(tmp_path / "s").probes(result["run_id"])
+    norm = stored.query("quantity == 'grad' and layer == 'fc1' and tensor == 'weight' and stat == 'norm'")
+    events = reader.Scalars("grad/fc1.weight/norm")
+    assert [e.step for e in events] == norm.step.tolist()
+    assert [e.value for e in events] == pytest.approx(norm.value.tolist(), rel=1e-6)

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   trainlab train --set data.name=digits model.kind=mlp train.epochs=10
   trainlab train --config run.yaml --set model.activation=tanh train.lr=0.01
   trainlab train --set data.name=mnist --data-root ../shared/data
+  trainlab train --set probes.every=10 --tensorboard tb    # then: tensorboard --logdir tb
   trainlab runs
   trainlab show 3f2a
   trainlab summary --model vgg_cifar --input-shape 3,32,32
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--download", action="store_true", help="let torchvision download mnist/fashion_mnist/cifar10")
     train.add_argument("--rerun", action="store_true", help="train again even if this exact run is already done")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files into DIR/RUN_ID")
     _add_store(train)
     _add_json(train)
 
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: start Ray locally)")
             sub.add_argument("--download", action="store_true", help="let torchvision download data sets")
             sub.add_argument("--quiet", action="store_true", help="no progress bars")
+            sub.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files into DIR/RUN_ID")
         _add_json(sub)
 
     runs = commands.add_parser("runs", help="list the runs in the store")
@@ -129,6 +132,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
     result = fit(args.config, overrides, store=args.store, download=args.download, rerun=args.rerun,
                  progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    if args.tensorboard:
+        from trainlab.probes.tensorboard import write_tensorboard
+
+        write_tensorboard(Path(args.tensorboard) / result.run_id, result.probes, result.probe_histograms,
+                          result.history)
     if args.json:
         _print_json({"run_id": result.run_id, "status": result.status, "diverged_step": result.diverged_step,
                      "stopped_early": result.stopped_early, "final": result.final,

@@ -244,7 +244,19 @@ class TrainConfig(Section):
 
 
 class ProbesConfig(Section):
-    """Inside-the-network statistics. No fields yet: the section is reserved for the probes."""
+    """Gradient, weight, update and activation statistics recorded while the run trains.
+
+    By default ``per_epoch`` evenly spaced steps of each epoch plus its last step are probed;
+    ``every`` probes every N-th step instead.
+    """
+
+    enabled: bool = True
+    every: int | None = Field(None, gt=0)
+    per_epoch: int = Field(4, gt=0)
+    bins: int = Field(32, gt=1)
+    histograms: bool = True
+    log_magnitude: bool = False
+    activations: bool = True
 
 
 class RunConfig(Section):

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from trainlab.errors import UserError
@@ -50,6 +51,26 @@ CREATE TABLE IF NOT EXISTS metrics (
     name   TEXT NOT NULL,
     value  REAL,
     PRIMARY KEY (run_id, epoch, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS probe_stats (
+    run_id   TEXT NOT NULL REFERENCES runs(run_id),
+    step     INTEGER NOT NULL,
+    layer    TEXT NOT NULL,
+    tensor   TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    stat     TEXT NOT NULL,
+    value    REAL,
+    PRIMARY KEY (run_id, step, layer, tensor, quantity, stat)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS probe_histograms (
+    run_id   TEXT NOT NULL REFERENCES runs(run_id),
+    step     INTEGER NOT NULL,
+    layer    TEXT NOT NULL,
+    tensor   TEXT NOT NULL,
+    quantity TEXT NOT NULL,
+    counts   BLOB NOT NULL,
+    edges    BLOB NOT NULL,
+    PRIMARY KEY (run_id, step, layer, tensor, quantity)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS study_runs (
     study     TEXT NOT NULL,
@@ -156,6 +177,8 @@ class RunStore:
         with self._transaction():
             self.conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
             self.conn.execute("DELETE FROM artifacts WHERE run_id=?", (run_id,))
+            self.conn.execute("DELETE FROM probe_stats WHERE run_id=?", (run_id,))
+            self.conn.execute("DELETE FROM probe_histograms WHERE run_id=?", (run_id,))
             self.conn.execute(
                 "UPDATE runs SET status='pending', started=NULL, finished=NULL, duration=NULL, epochs_done=0, "
                 "error=NULL, diverged_step=NULL WHERE run_id=?", (run_id,))
@@ -169,6 +192,18 @@ class RunStore:
             self.conn.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)", values)
             self.conn.execute(
                 "UPDATE runs SET epochs_done=MAX(epochs_done, ?) WHERE run_id=?", (epoch, run_id)
+            )
+
+    def log_probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
+        """Upsert probe rows ``(step, layer, tensor, quantity, stat, value)`` and histograms
+        ``(step, layer, tensor, quantity, counts, edges)`` (arrays stored as float32 blobs)."""
+        with self._transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO probe_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  [(run_id, int(r[0]), *r[1:5], float(r[5])) for r in stats])
+            self.conn.executemany(
+                "INSERT OR REPLACE INTO probe_histograms VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, int(h[0]), *h[1:4], np.asarray(h[4], np.float32).tobytes(),
+                  np.asarray(h[5], np.float32).tobytes()) for h in histograms],
             )
 
     def add_artifact(self, run_id: str, name: str, path: str | Path, kind: str) -> None:
@@ -235,6 +270,21 @@ class RunStore:
         wide = long.pivot(index="epoch", columns="name", values="value").reset_index()
         wide.columns.name = None
         return wide
+
+    def probes(self, ref: str) -> pd.DataFrame:
+        """A run's probe statistics: ``step, layer, tensor, quantity, stat, value``."""
+        return pd.read_sql_query(
+            "SELECT step, layer, tensor, quantity, stat, value FROM probe_stats WHERE run_id=? ORDER BY step",
+            self.conn, params=(self.resolve(ref),))
+
+    def probe_histograms(self, ref: str) -> pd.DataFrame:
+        """A run's probe histograms: ``step, layer, tensor, quantity, counts, edges`` (numpy arrays)."""
+        frame = pd.read_sql_query(
+            "SELECT step, layer, tensor, quantity, counts, edges FROM probe_histograms WHERE run_id=? ORDER BY step",
+            self.conn, params=(self.resolve(ref),))
+        for column in ("counts", "edges"):
+            frame[column] = frame[column].map(lambda blob: np.frombuffer(blob, np.float32))
+        return frame
 
     def artifacts(self, ref: str) -> pd.DataFrame:
         """Files recorded for a run."""

@@ -78,6 +78,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, extra):
     resumed = train_run(cfg, run_dir=tmp_path / "broken", on_epoch=lambda row: replayed.append(row["epoch"]))
     assert replayed == [1, 2, 3, 4, 5]  # epochs 1-2 replayed from the checkpoint, 3-5 trained
     pd.testing.assert_frame_equal(_numbers(whole.history), _numbers(resumed.history))
+    pd.testing.assert_frame_equal(whole.probes, resumed.probes)  # probe rows of epochs 1-2 replayed too
     for name, tensor in whole.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
 
@@ -118,3 +119,24 @@ def test_fit_with_a_store_skips_a_finished_run(tmp_path):
     pd.testing.assert_frame_equal(_numbers(first.history), _numbers(again.history), check_dtype=False)
     rerun = fit(tiny_config(epochs=2), store=tmp_path, rerun=True)
     assert rerun.model is not None
+
+
+def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
+    from trainlab.store import RunStore
+    from trainlab.train.loop import probe_schedule
+
+    cfg = load_config(tiny_config(epochs=2))
+    result = fit(cfg, store=tmp_path)
+    steps_per_epoch = 8  # 256 training images / batch 32
+    due = probe_schedule(cfg.probes, steps_per_epoch)
+    expected_steps = [s for s in range(2 * steps_per_epoch) if due(s)]
+    assert expected_steps == [0, 2, 4, 6, 7, 8, 10, 12, 14, 15]  # 4 evenly spaced + each epoch's last
+    assert sorted(result.probes.step.unique()) == expected_steps
+    stored = RunStore(tmp_path).probes(result.run_id)
+    assert len(stored) == len(result.probes)
+    merged = result.probes.merge(stored, on=["step", "layer", "tensor", "quantity", "stat"])
+    assert (merged.value_x - merged.value_y).abs().max() < 1e-6
+    hists = RunStore(tmp_path).probe_histograms(result.run_id)
+    assert len(hists) == len(result.probe_histograms) and hists.counts.map(len).eq(cfg.probes.bins).all()
+    assert {"grad", "weight", "update_ratio", "activation"} <= set(stored.quantity)
+    assert train_run(load_config({**tiny_config(epochs=1), "probes": {"enabled": False}})).probes.empty

@@ -32,6 +32,8 @@ from trainlab.models.activations import Maxout
 ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.Softplus, Maxout)
 TENSOR_STATS = ("norm", "mean", "std", "abs_mean", "max_abs")
 LOG_RANGE = (-12.0, 2.0)  # log10 |x| range of log-magnitude histograms
+PROBE_COLUMNS = ["step", "layer", "tensor", "quantity", "stat", "value"]
+PROBE_HISTOGRAM_COLUMNS = ["step", "layer", "tensor", "quantity", "counts", "edges"]
 
 
 @dataclass
@@ -119,8 +121,8 @@ class Probe:
             pending.keys.append((name, "output", "activation", stat))
             pending.values.append(value)
         if self.with_histograms:
-            lo, hi = y.min(), y.max()
-            pending.hists.append(torch.histc(y, self.bins, 0, 0))  # min..max of this tensor
+            counts, lo, hi = histogram(y, self.bins)
+            pending.hists.append(counts)
             pending.hist_keys.append((name, "output", "activation", lo, hi))
 
     def _measure_tensors(self, pending: _Pending, quantity: str, tensors: list[torch.Tensor],
@@ -138,11 +140,10 @@ class Probe:
         if self.with_histograms:
             for name, t, top in zip(names, tensors, max_abs.unbind()):
                 if self.log_magnitude:
-                    counts = torch.histc(t.abs().clamp_min(1e-30).log10(), self.bins, *LOG_RANGE)
-                    pending.hist_keys.append((*_split(name), quantity, *LOG_RANGE))
+                    counts, lo, hi = histogram(t.abs().clamp_min(1e-30).log10(), self.bins, LOG_RANGE)
                 else:
-                    counts = torch.histc(t, self.bins, 0, 0)
-                    pending.hist_keys.append((*_split(name), quantity, t.min(), t.max()))
+                    counts, lo, hi = histogram(t, self.bins)
+                pending.hist_keys.append((*_split(name), quantity, lo, hi))
                 pending.hists.append(counts)
 
     def step(self) -> None:
@@ -216,19 +217,34 @@ class Probe:
     def frame(self) -> pd.DataFrame:
         """Long-format statistics: ``step, layer, tensor, quantity, stat, value``, layers in forward order."""
         self._drain()
-        frame = pd.DataFrame(self._rows, columns=["step", "layer", "tensor", "quantity", "stat", "value"])
+        frame = pd.DataFrame(self._rows, columns=PROBE_COLUMNS)
         return self._in_forward_order(frame)
 
     def histograms(self) -> pd.DataFrame:
         """Histograms: ``step, layer, tensor, quantity, counts`` (``bins`` values) and ``edges`` (``bins + 1``)."""
         self._drain()
-        frame = pd.DataFrame(self._hist_rows, columns=["step", "layer", "tensor", "quantity", "counts", "edges"])
+        frame = pd.DataFrame(self._hist_rows, columns=PROBE_HISTOGRAM_COLUMNS)
         return self._in_forward_order(frame)
 
     def _in_forward_order(self, frame: pd.DataFrame) -> pd.DataFrame:
         position = frame["layer"].map(lambda layer: self.order.get(layer, len(self.order)))
         return frame.assign(_pos=position).sort_values(["step", "_pos"], kind="stable").drop(columns="_pos") \
             .reset_index(drop=True)
+
+
+def histogram(
+    x: torch.Tensor, bins: int, span: tuple[float, float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor | float, torch.Tensor | float]:
+    """Counts of ``x`` in ``bins`` equal bins over ``span`` (default: its min to max), on the device, no sync.
+
+    Values outside the span go to the first or last bin; NaN and infinities count as 0.
+    """
+    x = torch.nan_to_num(x.detach().float().flatten(), nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = span if span is not None else (x.min(), x.max())
+    width = (hi - lo) / bins if span is not None else ((hi - lo) / bins).clamp_min(1e-30)
+    index = ((x - lo) / width).long().clamp_(0, bins - 1)
+    counts = torch.zeros(bins, device=x.device).scatter_add_(0, index, torch.ones_like(x))
+    return counts, lo, hi
 
 
 def _split(name: str) -> tuple[str, str]:

@@ -39,6 +39,8 @@ class Outcome:
     history: list[dict] = field(default_factory=list)
     diverged_step: int | None = None
     error: str | None = None
+    probes: list[tuple] = field(default_factory=list)
+    probe_histograms: list[tuple] = field(default_factory=list)
 
 
 _DATA: dict[str, Any] = {}  # per worker process: data sets already loaded, by their config
@@ -64,7 +66,9 @@ def execute(task: Task, threads: int | None = None) -> Outcome:
         result = train_run(cfg, _DATA[key], Path(task.run_dir))
     except Exception as error:  # reported to the driver, which records the run as failed
         return Outcome(task.run_id, "failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
-    return Outcome(task.run_id, result.status, result.history.to_dict(orient="records"), result.diverged_step)
+    return Outcome(task.run_id, result.status, result.history.to_dict(orient="records"), result.diverged_step,
+                   probes=list(result.probes.itertuples(index=False, name=None)),
+                   probe_histograms=list(result.probe_histograms.itertuples(index=False, name=None)))
 
 
 def threads_per_worker(workers: int) -> int:

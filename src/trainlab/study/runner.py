@@ -102,6 +102,7 @@ def run_study(
         for outcome in outcomes:
             for row in outcome.history:
                 store.log_epoch(outcome.run_id, row)
+            store.log_probes(outcome.run_id, outcome.probes, outcome.probe_histograms)
             store.finish_run(outcome.run_id, outcome.status, error=outcome.error, diverged_step=outcome.diverged_step)
             running.discard(outcome.run_id)
             bar.update(1)

@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainlab.config import RunConfig
+from trainlab.config import ProbesConfig, RunConfig
 from trainlab.data import ImageData, Split, augment_batch, load_data, to_float
 from trainlab.models import create_model
+from trainlab.probes.probe import PROBE_COLUMNS, PROBE_HISTOGRAM_COLUMNS, Probe
 from trainlab.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from trainlab.train.optim import LRSchedule, make_optimizer, penalised_weights, penalty
 
@@ -43,6 +44,8 @@ class TrainResult:
     diverged_step: int | None = None
     stopped_early: bool = False
     model: nn.Module | None = field(default=None, repr=False)
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    probe_histograms: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def final(self) -> dict[str, float]:
@@ -90,19 +93,30 @@ def train_run(
     run_dir: Path | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool = False,
+    on_probes: Callable[[list[tuple], list[tuple]], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` to the end, resuming from ``run_dir/checkpoint.pt`` when there is one.
 
     ``on_epoch`` receives each epoch's metrics row (including rows replayed from a checkpoint,
-    so a store that upserts them ends up with exactly one row per epoch). With
+    so a store that upserts them ends up with exactly one row per epoch); ``on_probes`` the
+    epoch's probe rows (see :meth:`trainlab.probes.Probe.take`), replayed the same way. With
     ``train.threads`` set, torch uses that many CPU threads for the run.
     """
     with intra_op_threads(cfg.train.threads):
-        return _train(cfg, data, run_dir, on_epoch, progress)
+        return _train(cfg, data, run_dir, on_epoch, progress, on_probes)
+
+
+def probe_schedule(cfg: ProbesConfig, steps_per_epoch: int) -> Callable[[int], bool]:
+    """Which global steps are probed: every N-th, or ``per_epoch`` evenly spaced ones plus each epoch's last."""
+    if cfg.every:
+        return lambda step: step % cfg.every == 0
+    chosen = {i * steps_per_epoch // cfg.per_epoch for i in range(cfg.per_epoch)} | {steps_per_epoch - 1}
+    return lambda step: step % steps_per_epoch in chosen
 
 
 def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
-           on_epoch: Callable[[dict], None] | None, progress: bool) -> TrainResult:
+           on_epoch: Callable[[dict], None] | None, progress: bool,
+           on_probes: Callable[[list[tuple], list[tuple]], None] | None) -> TrainResult:
     tc = cfg.train
     device = resolve_device(tc.device)
     data = (data or load_data(cfg.data)).to(device)
@@ -118,16 +132,25 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
     steps_per_epoch = math.ceil(len(train) / tc.batch_size)
 
     history: list[dict] = []
+    probe_history: list[tuple[list[tuple], list[tuple]]] = []  # per epoch: (stat rows, histogram rows)
     state = load_checkpoint(run_dir)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         restore_rng_state(state["rng"], device, generator)
-        history = state["history"]
-        for row in history:
+        history, probe_history = state["history"], state["probes"]
+        for row, probed in zip(history, probe_history):
             if on_epoch:
                 on_epoch(row)
+            if on_probes:
+                on_probes(*probed)
+    pc = cfg.probes
+    probe = Probe(model, bins=pc.bins, histograms=pc.histograms, log_magnitude=pc.log_magnitude,
+                  activations=pc.activations, schedule=probe_schedule(pc, steps_per_epoch)) if pc.enabled else None
+    if probe is not None:
+        probe.steps_seen = len(history) * steps_per_epoch
+        probe.__enter__()
 
     result = TrainResult(cfg.run_id(), "done", pd.DataFrame(), model=model)
     wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
@@ -157,6 +180,8 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
             objective = loss + penalty(weights, tc.l1, tc.l2) if (tc.l1 or tc.l2) else loss
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
+            if probe is not None:
+                probe.step()
             if tc.clip_grad:
                 nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad, foreach=True)
             optimizer.step()
@@ -185,17 +210,26 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
             "wall_time": time.perf_counter() - wall_start,
         }
         history.append(row)
+        probe_history.append(probe.take() if probe is not None else ([], []))
         schedule.observe(row.get("val_loss", row["train_loss"]))
         if run_dir is not None:
             save_checkpoint(run_dir, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "rng": rng_state(device, generator), "history": history,
+                "probes": probe_history,
             })
         if on_epoch:
             on_epoch(row)
+        if on_probes:
+            on_probes(*probe_history[-1])
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
                         test_acc=f"{row['test_acc']:.3f}", sps=f"{row['samples_per_s']:.0f}")
     bar.close()
+    if probe is not None:
+        probe.close()
+    result.probes = pd.DataFrame([r for rows, _ in probe_history for r in rows], columns=PROBE_COLUMNS)
+    result.probe_histograms = pd.DataFrame([h for _, hists in probe_history for h in hists],
+                                           columns=PROBE_HISTOGRAM_COLUMNS)
     result.history = pd.DataFrame(history, columns=["epoch", *[m for m in METRICS if not history or m in history[0]]])
     result.stopped_early = _should_stop(history, tc.early_stopping) and len(history) < tc.epochs
     return result

@@ -41,7 +41,8 @@ def fit(
     store.create_run(run_id, cfg.to_dict())
     record = store.get_run(run_id)
     if record["status"] in FINISHED and not rerun:
-        return TrainResult(run_id, record["status"], stored_history(store, run_id), record["diverged_step"])
+        return TrainResult(run_id, record["status"], stored_history(store, run_id), record["diverged_step"],
+                           probes=store.probes(run_id), probe_histograms=store.probe_histograms(run_id))
     if rerun:
         store.reset_run(run_id)
 
@@ -49,7 +50,8 @@ def fit(
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     store.start_run(run_id)
     try:
-        result = train_run(cfg, data, run_dir, on_epoch=lambda row: store.log_epoch(run_id, row), progress=progress)
+        result = train_run(cfg, data, run_dir, on_epoch=lambda row: store.log_epoch(run_id, row), progress=progress,
+                           on_probes=lambda stats, hists: store.log_probes(run_id, stats, hists))
     except BaseException as error:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
         store.finish_run(run_id, "failed", error=reason)
