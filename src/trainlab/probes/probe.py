@@ -50,9 +50,9 @@ class _Pending:
 class Probe:
     """Hooks on a model that record statistics every ``every`` steps (see the module docstring).
 
-    ``bins`` is the number of histogram bins; histograms of gradients and weights span
-    ``[-max|x|, max|x|]`` of their step, or with ``log_magnitude`` the fixed log10 |x| range
-    ``LOG_RANGE``; activation histograms span their step's minimum to maximum.
+    ``schedule(step) -> bool``, when given, chooses the probed steps instead of ``every``.
+    ``bins`` is the number of histogram bins; a histogram spans its tensor's minimum to
+    maximum at that step, or with ``log_magnitude`` the fixed log10 |x| range ``LOG_RANGE``.
     """
 
     def __init__(self, model: nn.Module, every: int = 1, bins: int = 32, histograms: bool = True,
@@ -86,7 +86,7 @@ class Probe:
         self.close()
 
     def close(self) -> None:
-        """Remove the hooks and bring what is still on the device to the host."""
+        """Remove the hooks (statistics already recorded stay available)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()

@@ -8,6 +8,7 @@ study carries on with the others.
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import traceback
@@ -43,13 +44,16 @@ class Outcome:
     probe_histograms: list[tuple] = field(default_factory=list)
 
 
-_DATA: dict[str, Any] = {}  # per worker process: data sets already loaded, by their config
+_DATA: dict[str, Any] = {}  # per worker process: data sets already loaded, by data_key
+
+
+def data_key(data_config: dict[str, Any]) -> str:
+    """Identity of a ``data`` section (a dict), for loading each data set once per process."""
+    return json.dumps(data_config, sort_keys=True)
 
 
 def execute(task: Task, threads: int | None = None) -> Outcome:
     """Train one run (resuming from its checkpoint) and return its outcome; never raises."""
-    import json
-
     import torch
 
     from trainlab.config import RunConfig
@@ -60,7 +64,7 @@ def execute(task: Task, threads: int | None = None) -> Outcome:
         torch.set_num_threads(threads)
     try:
         cfg = RunConfig.model_validate(task.config)
-        key = json.dumps(task.config["data"], sort_keys=True)
+        key = data_key(task.config["data"])
         if key not in _DATA:
             _DATA[key] = load_data(cfg.data)
         result = train_run(cfg, _DATA[key], Path(task.run_dir))

@@ -6,7 +6,6 @@ tried again; a run that fails marks itself ``failed`` and the study carries on.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 from trainlab.data import ImageData, load_data
 from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, RunStore
-from trainlab.study.executors import EXECUTORS, Task, run_in_processes, run_on_ray
+from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_on_ray
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
 from trainlab.train.loop import METRICS
 from trainlab.train.runner import FINISHED, fit, stored_history
@@ -65,7 +64,7 @@ def run_study(
     store = store if isinstance(store, RunStore) else RunStore(store)
     loaded: dict[str, ImageData] = {}
     for run in runs:  # load every data set once, before anything trains: user mistakes surface first
-        key = _data_key(run)
+        key = data_key(run.config.to_dict()["data"])
         if key not in loaded:
             loaded[key] = load_data(run.config.data, download=download)
     for run in runs:
@@ -80,7 +79,7 @@ def run_study(
         for run in todo:
             bar.set_postfix_str(f"{run.label or 'base'} seed {run.seed}")
             try:
-                fit(run.config, store=store, data=loaded[_data_key(run)], progress=progress)
+                fit(run.config, store=store, data=loaded[data_key(run.config.to_dict()["data"])], progress=progress)
             except Exception:  # recorded as failed by fit; the study carries on
                 pass
             bar.update(1)
@@ -108,10 +107,6 @@ def run_study(
             bar.update(1)
     bar.close()
     return study_results(spec, runs, store)
-
-
-def _data_key(run: PlannedRun) -> str:
-    return json.dumps(run.config.data.model_dump(mode="json"), sort_keys=True)
 
 
 def study_results(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> StudyResult:
