@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -247,7 +247,9 @@ class ProbesConfig(Section):
     """Gradient, weight, update and activation statistics recorded while the run trains.
 
     By default ``per_epoch`` evenly spaced steps of each epoch plus its last step are probed;
-    ``every`` probes every N-th step instead.
+    ``every`` probes every N-th step instead. ``embeddings_at`` lists the epochs (0: before
+    training) at which the features of ``embedding_layer`` (default: the input of the last
+    Linear layer) are saved for the same ``embedding_samples`` test images.
     """
 
     enabled: bool = True
@@ -257,6 +259,9 @@ class ProbesConfig(Section):
     histograms: bool = True
     log_magnitude: bool = False
     activations: bool = True
+    embeddings_at: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    embedding_layer: str | None = None
+    embedding_samples: int = Field(1000, gt=0)
 
 
 class RunConfig(Section):
@@ -271,6 +276,10 @@ class RunConfig(Section):
     def _early_stopping_needs_val(self) -> RunConfig:
         if self.train.early_stopping and self.data.val_size == 0:
             raise ValueError("train.early_stopping watches the validation loss: set data.val_size > 0")
+        late = [e for e in self.probes.embeddings_at if e > self.train.epochs]
+        if late:
+            raise ValueError(f"probes.embeddings_at has epochs {late} after the last one "
+                             f"(train.epochs={self.train.epochs})")
         return self
 
     def to_dict(self) -> dict[str, Any]:

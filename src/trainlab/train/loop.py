@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from trainlab.analysis.embeddings import check_layer, features, sample_indices, save_embedding
 from trainlab.config import ProbesConfig, RunConfig
 from trainlab.data import ImageData, Split, augment_batch, load_data, to_float
 from trainlab.models import create_model
@@ -46,6 +47,7 @@ class TrainResult:
     model: nn.Module | None = field(default=None, repr=False)
     probes: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     probe_histograms: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
+    embeddings: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def final(self) -> dict[str, float]:
@@ -153,6 +155,9 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
         probe.__enter__()
 
     result = TrainResult(cfg.run_id(), "done", pd.DataFrame(), model=model)
+    embed = _embedder(cfg, model, data, run_dir, result.embeddings)
+    if not history:
+        embed(0)
     wall_start = time.perf_counter() - (history[-1]["wall_time"] if history else 0.0)
     bar = tqdm(total=tc.epochs * steps_per_epoch, initial=len(history) * steps_per_epoch,
                disable=not progress, unit="step", leave=False, dynamic_ncols=True)
@@ -211,6 +216,7 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
         }
         history.append(row)
         probe_history.append(probe.take() if probe is not None else ([], []))
+        embed(epoch + 1)
         schedule.observe(row.get("val_loss", row["train_loss"]))
         if run_dir is not None:
             save_checkpoint(run_dir, {
@@ -233,6 +239,34 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
     result.history = pd.DataFrame(history, columns=["epoch", *[m for m in METRICS if not history or m in history[0]]])
     result.stopped_early = _should_stop(history, tc.early_stopping) and len(history) < tc.epochs
     return result
+
+
+def _embedder(cfg: RunConfig, model: nn.Module, data: ImageData, run_dir: Path | None,
+              kept: dict[int, torch.Tensor]) -> Callable[[int], None]:
+    """``embed(epoch)``: save the embedding features when ``epoch`` is in ``probes.embeddings_at``.
+
+    Features go to ``run_dir/embeddings/`` (before the checkpoint, so a resumed run has them) or,
+    without a run folder, into ``kept``.
+    """
+    pc = cfg.probes
+    if not pc.embeddings_at:
+        return lambda epoch: None
+    check_layer(model, pc.embedding_layer)
+    split = data.test if data.test is not None else data.val
+    indices = sample_indices(len(split), pc.embedding_samples).to(split.x.device)
+    x, y = split.x[indices], split.y[indices]
+
+    def embed(epoch: int) -> None:
+        if epoch not in pc.embeddings_at:
+            return
+        feats = features(model, x, data.mean.to(x.device), data.std.to(x.device), pc.embedding_layer,
+                         cfg.train.eval_batch_size)
+        if run_dir is None:
+            kept[epoch] = feats
+        else:
+            save_embedding(run_dir, epoch, feats, y, indices)
+
+    return embed
 
 
 def _should_stop(history: list[dict], patience: int | None) -> bool:
