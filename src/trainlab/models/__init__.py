@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trainlab.models.activations import Maxout, make_activation
+    from trainlab.models.budgets import match_budget
     from trainlab.models.registry import create_model, model_names, register_model, resolve_model_config
     from trainlab.models.summarize import ModelSummary, summary
 
@@ -23,6 +24,7 @@ _HOMES = {
     "Maxout": "activations",
     "summary": "summarize",
     "ModelSummary": "summarize",
+    "match_budget": "budgets",
 }
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "ModelSummary",
     "create_model",
     "make_activation",
+    "match_budget",
     "model_names",
     "register_model",
     "resolve_model_config",

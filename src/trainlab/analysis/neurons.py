@@ -1,0 +1,312 @@
+"""Receptive fields of a plain conv chain and the image patches that excite chosen channels the most.
+
+Report 004's "interesting neurons"::
+
+    table = top_activations(model, "act4", data.test.x, data.mean, data.std, channels=None, k=9)
+    plot_neurons(data.test.x, table, interesting_channels(table, 10))
+
+Coordinates are pixel indices of the input image: pixel ``(y, x)`` has its centre at ``(y, x)``.
+Boxes are half-open ``(top, left, bottom, right)``, clipped to the image. The geometric box ignores
+what a circular or reflecting ``padding_mode`` wraps in from the far side of the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from trainlab.data import to_float
+from trainlab.errors import UserError, did_you_mean
+from trainlab.models.activations import Maxout
+
+FIELD_COLUMNS = [
+    "layer", "type", "size_h", "size_w", "jump_h", "jump_w", "start_h", "start_w", "out_h", "out_w"
+]
+TOP_COLUMNS = ["layer", "channel", "rank", "image", "i", "j", "value", "top", "left", "bottom", "right"]
+# layers that keep every pixel where it is: normalisation, element-wise activations, dropout
+ELEMENTWISE = (
+    nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.Identity, nn.Dropout, nn.Dropout2d,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, Maxout,
+)
+POOLS = (nn.MaxPool2d, nn.AvgPool2d)
+ENDS = (nn.Flatten, nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # where spatial layout ends
+
+
+class _Stop(Exception):
+    """Raised by the forward hook: nothing after the inspected layer needs computing."""
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _axis_geometry(module: nn.Module) -> list[tuple[int, int, int, int, bool]]:
+    """Per axis (height, width): effective kernel, stride, padding before, total padding, ceil_mode."""
+    kernel, stride = _pair(module.kernel_size), _pair(module.stride)
+    dilation = _pair(getattr(module, "dilation", 1))
+    effective = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    if module.padding == "valid":
+        before, total = (0, 0), (0, 0)
+    elif module.padding == "same":  # torch puts the odd pixel of an even kernel's padding after
+        total = tuple(e - 1 for e in effective)
+        before = tuple(t // 2 for t in total)
+    else:
+        before = _pair(module.padding)
+        total = tuple(2 * p for p in before)
+    ceil = bool(getattr(module, "ceil_mode", False))
+    return list(zip(effective, stride, before, total, (ceil, ceil)))
+
+
+def _out_size(n: int, kernel: int, stride: int, before: int, total: int, ceil: bool) -> int:
+    """Output length of a conv or pool over ``n`` pixels, as torch computes it."""
+    span = n + total - kernel
+    if not ceil:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= n + before else out  # the last window must start inside
+
+
+def _chain(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
+    """The layers of a Sequential in forward order, nested Sequentials expanded (dotted names)."""
+    for name, module in model.named_children():
+        if isinstance(module, nn.Sequential):
+            yield from _chain(module, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", module
+
+
+def receptive_fields(model: nn.Module, input_shape: Sequence[int]) -> pd.DataFrame:
+    """Receptive field of each layer of a Sequential conv chain, up to its first flatten/linear layer.
+
+    ``input_shape`` is ``(channels, height, width)`` or ``(height, width)``. One row per layer (conv,
+    max/avg pool, and size-preserving layers: batch norm, activations, dropout), with the height and
+    width axes tracked separately: ``size_*`` is the field's extent in input pixels (the bounding box
+    for dilated kernels), ``jump_*`` the input distance between neighbouring outputs (cumulative
+    stride), ``start_*`` the input coordinate of the CENTRE of output pixel 0's field (it can be
+    fractional or negative), ``out_*`` the layer's output size. The recursion per axis is
+    ``size += (k - 1) * jump``, ``start += ((k - 1) / 2 - pad) * jump``, ``jump *= stride`` with the
+    dilated kernel ``k``. Anything else (a ResNet's residual blocks, say) raises UserError.
+    """
+    if not isinstance(model, nn.Sequential):
+        raise UserError(
+            f"receptive fields need a plain nn.Sequential conv chain, got a {type(model).__name__}"
+        )
+    if len(input_shape) not in (2, 3):
+        raise UserError(
+            f"input_shape must be (channels, height, width) or (height, width), got {input_shape!r}"
+        )
+    size, jump, start, out = [1, 1], [1, 1], [0.0, 0.0], [int(n) for n in input_shape[-2:]]
+    rows = []
+    for name, module in _chain(model):
+        if isinstance(module, ENDS):
+            break
+        if isinstance(module, (nn.Conv2d, *POOLS)):
+            for axis, (kernel, stride, before, total, ceil) in enumerate(_axis_geometry(module)):
+                size[axis] += (kernel - 1) * jump[axis]
+                start[axis] += ((kernel - 1) / 2 - before) * jump[axis]
+                out[axis] = _out_size(out[axis], kernel, stride, before, total, ceil)
+                jump[axis] *= stride
+            if min(out) < 1:
+                raise UserError(f"layer {name!r} leaves no pixels of the {tuple(input_shape)} input")
+        elif not isinstance(module, ELEMENTWISE):
+            raise UserError(
+                f"receptive fields need a plain chain of conv, pool and element-wise layers; layer {name!r} "
+                f"is a {type(module).__name__} (a ResNet's residual blocks are not supported)"
+            )
+        rows.append((name, type(module).__name__, *size, *jump, *start, *out))
+    return pd.DataFrame(rows, columns=FIELD_COLUMNS)
+
+
+def _image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    return (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(image_size[-2:])
+
+
+def _boxes(row, i: np.ndarray, j: np.ndarray, height: int, width: int) -> tuple[np.ndarray, ...]:
+    """Clipped half-open boxes ``(top, left, bottom, right)`` of output positions ``(i, j)``."""
+    top = np.rint(row["start_h"] + i * row["jump_h"] - (row["size_h"] - 1) / 2).astype(np.int64)
+    left = np.rint(row["start_w"] + j * row["jump_w"] - (row["size_w"] - 1) / 2).astype(np.int64)
+    return (np.clip(top, 0, height), np.clip(left, 0, width),
+            np.clip(top + int(row["size_h"]), 0, height), np.clip(left + int(row["size_w"]), 0, width))
+
+
+def receptive_field_box(
+    fields_row, i: int, j: int, image_size: int | Sequence[int]
+) -> tuple[int, int, int, int]:
+    """The input box ``(top, left, bottom, right)``, half-open and clipped, under output ``(i, j)``.
+
+    ``fields_row`` is a row of :func:`receptive_fields`; ``image_size`` is ``H`` for square images,
+    ``(H, W)`` or ``(C, H, W)``.
+    """
+    if not (0 <= i < fields_row["out_h"] and 0 <= j < fields_row["out_w"]):
+        raise UserError(
+            f"output position ({i}, {j}) is outside the layer's "
+            f"{fields_row['out_h']}x{fields_row['out_w']} output"
+        )
+    height, width = _image_hw(image_size)
+    return tuple(int(v) for v in _boxes(fields_row, np.array(i), np.array(j), height, width))
+
+
+def _field_row(fields: pd.DataFrame, layer: str) -> pd.Series:
+    matches = fields[fields.layer == layer]
+    if matches.empty:
+        raise UserError(
+            f"layer {layer!r} has no spatial receptive field{did_you_mean(layer, fields.layer)}; "
+            f"choose one of {', '.join(fields.layer)}"
+        )
+    return matches.iloc[0]
+
+
+def top_activations(
+    model: nn.Module,
+    layer: str,
+    images_uint8: torch.Tensor | np.ndarray,
+    mean: torch.Tensor | Sequence[float],
+    std: torch.Tensor | Sequence[float],
+    channels: Sequence[int] | None = None,
+    k: int = 9,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """The ``k`` images that excite each channel of ``layer`` the most, with where and the input box.
+
+    ``images_uint8`` are ``(N, C, H, W)`` uint8 images, normalised with ``to_float(x, mean, std)``
+    and run in eval mode without gradients on the model's device in batches of ``batch_size``.
+    The activation is ``layer``'s output (a forward hook; the rest of the network is skipped), so pass
+    ``act{i}`` to look after the nonlinearity rather than ``conv{i}``. An image's score for a channel
+    is its maximum over positions, so each image appears at most once per channel. ``channels=None``
+    means all of the layer's channels. One row per (channel, rank): ``layer, channel, rank`` (0 is the
+    strongest), ``image`` (index into ``images_uint8``), ``i, j`` (output position), ``value``, and the
+    clipped half-open box ``top, left, bottom, right``. The model's train/eval modes are restored.
+    """
+    images = torch.as_tensor(images_uint8)
+    if images.dtype != torch.uint8 or images.ndim != 4 or len(images) == 0:
+        raise UserError(
+            f"images must be a non-empty uint8 (N, C, H, W) batch, got {images.dtype} {tuple(images.shape)}"
+        )
+    if k < 1 or batch_size < 1:
+        raise UserError(f"k and batch_size must be at least 1, got k={k}, batch_size={batch_size}")
+    row = _field_row(receptive_fields(model, tuple(images.shape[1:])), layer)
+    parameter = next(model.parameters(), None)
+    device = torch.device("cpu") if parameter is None else parameter.device
+    mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+    captured: list[torch.Tensor] = []
+
+    def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+        captured.append(output)
+        raise _Stop
+
+    modes = [(module, module.training) for module in model.modules()]
+    handle = model.get_submodule(layer).register_forward_hook(hook)
+    chosen = None
+    try:
+        model.eval()
+        with torch.no_grad():
+            for first in range(0, len(images), batch_size):
+                try:
+                    model(to_float(images[first:first + batch_size].to(device), mean, std))
+                except _Stop:
+                    pass
+                y = captured.pop()
+                if chosen is None:
+                    chosen = _channels(channels, y.shape[1], layer, device)
+                    values = torch.empty(len(chosen), 0, device=device)
+                    images_ix = positions = torch.empty(len(chosen), 0, dtype=torch.long, device=device)
+                # each image's maximum over positions, then the best k of (best so far + this batch)
+                batch_values, batch_positions = y[:, chosen].flatten(2).max(dim=2)  # (B, K)
+                batch_ix = torch.arange(first, first + len(y), device=device).expand(len(chosen), -1)
+                values = torch.cat([values, batch_values.T.float()], dim=1)
+                images_ix = torch.cat([images_ix, batch_ix], dim=1)
+                positions = torch.cat([positions, batch_positions.T], dim=1)
+                values, best = values.topk(min(k, values.shape[1]), dim=1)
+                images_ix, positions = images_ix.gather(1, best), positions.gather(1, best)
+    finally:
+        handle.remove()
+        for module, training in modes:
+            module.training = training
+    flat = torch.stack([values.double(), images_ix.double(), positions.double()]).cpu().numpy()
+    count = flat.shape[2]
+    values = flat[0].ravel()
+    images_ix, positions = flat[1].ravel().astype(np.int64), flat[2].ravel().astype(np.int64)
+    i, j = np.divmod(positions, int(row["out_w"]))
+    top, left, bottom, right = _boxes(row, i, j, images.shape[2], images.shape[3])
+    return pd.DataFrame({
+        "layer": layer, "channel": np.repeat(chosen.cpu().numpy(), count),
+        "rank": np.tile(np.arange(count), len(chosen)),
+        "image": images_ix, "i": i, "j": j, "value": values,
+        "top": top, "left": left, "bottom": bottom, "right": right,
+    }, columns=TOP_COLUMNS)
+
+
+def _channels(
+    channels: Sequence[int] | None, available: int, layer: str, device: torch.device
+) -> torch.Tensor:
+    """The chosen channel indices as a tensor, checked against the layer's ``available`` channels."""
+    if channels is None:
+        return torch.arange(available, device=device)
+    chosen = [int(c) for c in channels]
+    if not chosen or not all(0 <= c < available for c in chosen):
+        raise UserError(
+            f"channels must be a non-empty list of channels 0..{available - 1} of {layer!r}, got {channels!r}"
+        )
+    return torch.tensor(chosen, device=device)
+
+
+def interesting_channels(table: pd.DataFrame, n: int = 10) -> list[int]:
+    """The ``n`` channels of a :func:`top_activations` table whose top-k activations have the highest mean.
+
+    A channel that responds strongly to its best images is one whose patches are worth looking at;
+    ties keep the lower channel first.
+    """
+    means = table.groupby("channel", sort=True)["value"].mean()
+    return [int(c) for c in means.sort_values(ascending=False, kind="stable").index[:n]]
+
+
+def _as_nchw(images_uint8: torch.Tensor | np.ndarray) -> np.ndarray:
+    if isinstance(images_uint8, torch.Tensor):
+        images_uint8 = images_uint8.cpu().numpy()
+    return np.asarray(images_uint8)
+
+
+def neuron_patches(images_uint8: torch.Tensor | np.ndarray, table: pd.DataFrame) -> list[np.ndarray]:
+    """The box of each row of a :func:`top_activations` table cut out of its ``(N, C, H, W)`` image.
+
+    Returns one ``(bottom - top, right - left, C)`` uint8 array (HWC) per row, in the table's order.
+    """
+    images = _as_nchw(images_uint8)
+    return [
+        np.ascontiguousarray(images[r.image, :, r.top:r.bottom, r.left:r.right].transpose(1, 2, 0))
+        for r in table.itertuples(index=False)
+    ]
+
+
+def plot_neurons(
+    images_uint8: torch.Tensor | np.ndarray, table: pd.DataFrame, channels: Sequence[int] | None = None
+) -> Figure:
+    """A row per channel (default: the table's channels) of its top-k patches, strongest first."""
+    channels = list(dict.fromkeys(table.channel)) if channels is None else [int(c) for c in channels]
+    missing = sorted(set(channels) - set(table.channel))
+    if missing:
+        raise UserError(f"channels {missing} are not in the table; it has {sorted(set(table.channel))}")
+    columns = int(table.groupby("channel").size().max())
+    layers = ", ".join(dict.fromkeys(table.layer))
+    fig = Figure(figsize=(1.1 * columns + 1.2, 1.2 * len(channels) + 0.6), layout="constrained")
+    axes = fig.subplots(len(channels), columns, squeeze=False)
+    for axes_row, channel in zip(axes, channels):
+        rows = table[table.channel == channel].sort_values("rank")
+        for ax, patch, value in zip(axes_row, neuron_patches(images_uint8, rows), rows.value):
+            if patch.shape[-1] == 1:
+                ax.imshow(patch[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            else:
+                ax.imshow(patch, interpolation="nearest")
+            ax.set_title(f"{value:.3g}", fontsize=7)
+        for ax in axes_row:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes_row[0].set_ylabel(f"{layers} ch {channel}", fontsize=8)
+    fig.suptitle(f"top-{columns} image patches per channel of {layers}")
+    return fig
