@@ -77,7 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--download", action="store_true", help="let torchvision download data sets")
             sub.add_argument("--quiet", action="store_true", help="no progress bars")
             sub.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files into DIR/RUN_ID")
+            sub.add_argument("--no-report", action="store_true", help="do not write the study's report at the end")
         _add_json(sub)
+
+    report = commands.add_parser(
+        "report", help="write a study's report (HTML and Markdown); two studies: side by side",
+        description="Build the report of a study from the run store: one self-contained HTML file and a "
+                    "Markdown version with a figures folder. Give two studies to compare them.")
+    report.add_argument("studies", nargs="+", metavar="STUDY", help="study YAML files or built-in study names")
+    report.add_argument("--scale", metavar="NAME", help="the scale the runs were trained at, e.g. quick")
+    report.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="the dotted overrides the runs were trained with")
+    report.add_argument("--out", metavar="DIR", help="output folder (default: STORE/reports/NAME)")
+    _add_store(report)
+    _add_json(report)
 
     runs = commands.add_parser("runs", help="list the runs in the store")
     _add_store(runs)
@@ -87,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run", metavar="RUN", help="run id or a unique prefix of it")
     _add_store(show)
     _add_json(show)
+
+    analyze = commands.add_parser(
+        "analyze", help="what a trained run learned: filters, neurons, embeddings, guided backprop, ...",
+        description="Analyse a stored run; each analysis writes a PNG and its data into the run's "
+                    "analysis/ folder and records them in the store.")
+    analyze.add_argument("run", metavar="RUN", help="run id or a unique prefix of it")
+    analyze.add_argument("--what", metavar="A,B", help="comma-separated analyses: filters, neurons, embeddings, "
+                         "guided_backprop, saliency, equivariance, confusion (default: all that apply)")
+    analyze.add_argument("--layer", help="neurons: the layer to look into (default: the last conv's activation)")
+    analyze.add_argument("--channels", metavar="I,J", help="neurons: channels to show (default: the most active)")
+    analyze.add_argument("--top-k", type=int, default=9, help="neurons: images per channel (default 9)")
+    analyze.add_argument("--images", type=int, default=8,
+                         help="guided backprop, saliency, equivariance: test images used (default 8)")
+    analyze.add_argument("--target", metavar="CLASS|LAYER:CHANNEL",
+                         help="guided backprop, saliency: a class index or a neuron (default: the true class)")
+    analyze.add_argument("--projection", default="tsne", help="embeddings: tsne or pca (default tsne)")
+    _add_store(analyze)
+    _add_json(analyze)
 
     summary = commands.add_parser("summary", help="layer table of a model: shapes and parameter counts")
     summary.add_argument("--model", required=True, metavar="SPEC",
@@ -187,6 +218,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from trainlab.analysis import AnalysisOptions, analyze
+
+    try:
+        channels = [int(c) for c in args.channels.split(",")] if args.channels else None
+    except ValueError:
+        raise UserError(f"--channels {args.channels!r}: expected comma-separated channel numbers, e.g. 3,17") from None
+    options = AnalysisOptions(layer=args.layer, channels=channels, top_k=args.top_k, images=args.images,
+                              target=args.target, projection=args.projection)
+    written = analyze(args.run, args.what, store=args.store, options=options)
+    if args.json:
+        _print_json(written.to_dict(orient="records"))
+    else:
+        print(_table(written))
+    return 0
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from trainlab.config import ModelConfig, apply_overrides, validate
     from trainlab.models import create_model, summary
@@ -242,8 +290,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     from trainlab.study import run_study
 
     result = run_study(args.study, args.scale, args.overrides, store=args.store, executor=args.executor,
-                       workers=args.workers, address=args.address, download=args.download, progress=not (args.quiet or args.json) and sys.stderr.isatty())
-    return _print_study(result.runs, args.json)
+                       workers=args.workers, address=args.address, download=args.download,
+                       progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    if args.tensorboard:
+        _study_tensorboard(result.runs, args.store, Path(args.tensorboard))
+    files = None
+    if not args.no_report:
+        from trainlab.report import build_report
+
+        files = build_report(args.study, store=args.store, scale=args.scale, overrides=args.overrides)
+    report = files.html if files else None
+    if args.json:
+        _print_json({"runs": result.runs.to_dict(orient="records"), "report": report and str(report)})
+        return _exit_code(result.runs)
+    return _print_study(result.runs, False, report)
+
+
+def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None:
+    """TensorBoard event files of every finished run of a study, one folder per run."""
+    from trainlab.probes.tensorboard import write_tensorboard
+    from trainlab.store import RunStore
+    from trainlab.train.runner import stored_history
+
+    store = RunStore(store_dir)
+    for run_id in runs.loc[runs["status"].isin(["done", "diverged"]), "run_id"]:
+        write_tensorboard(logdir / run_id, store.probes(run_id), store.probe_histograms(run_id),
+                          stored_history(store, run_id))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from trainlab.report import build_report
+
+    studies = args.studies if len(args.studies) > 1 else args.studies[0]
+    files = build_report(studies, store=args.store, out=args.out, scale=args.scale, overrides=args.overrides)
+    if args.json:
+        _print_json({"html": str(files.html), "markdown": str(files.markdown), "figures": str(files.figures)})
+    else:
+        print(f"report: {files.html}\nmarkdown: {files.markdown}")
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -259,7 +343,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _print_study(frame, False)
 
 
-def _print_study(frame: pd.DataFrame, as_json: bool) -> int:
+def _exit_code(frame: pd.DataFrame) -> int:
+    """0 when every run finished (done or diverged), else 1."""
+    return 0 if set(frame["status"]) <= {"done", "diverged"} else 1
+
+
+def _print_study(frame: pd.DataFrame, as_json: bool, report: Path | None = None) -> int:
     if as_json:
         _print_json(frame.to_dict(orient="records"))
         return 0
@@ -268,10 +357,12 @@ def _print_study(frame: pd.DataFrame, as_json: bool) -> int:
     print(_table(frame[columns], "{:.4f}"))
     counts = frame["status"].value_counts()
     print("\n" + ", ".join(f"{n} {status}" for status, n in counts.items()))
-    return 0 if set(counts.index) <= {"done", "diverged"} else 1
+    if report:
+        print(f"report: {report}")
+    return _exit_code(frame)
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "summary": cmd_summary,
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "analyze": cmd_analyze, "report": cmd_report, "summary": cmd_summary,
             "plan": cmd_plan, "run": cmd_run, "status": cmd_status}
 
 

@@ -74,7 +74,7 @@ def test_sigkill_during_a_study_then_rerun_gives_the_uninterrupted_results(tmp_p
     expected = run_study(study, store=tmp_path / "whole")
 
     store = tmp_path / "killed"
-    argv = [sys.executable, "-m", "trainlab", "run", str(path), "--store", str(store), "--json"]
+    argv = [sys.executable, "-m", "trainlab", "run", str(path), "--store", str(store), "--json", "--no-report"]
     victim = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -90,7 +90,7 @@ def test_sigkill_during_a_study_then_rerun_gives_the_uninterrupted_results(tmp_p
 
     rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    rows = json.loads(rerun.stdout)
+    rows = json.loads(rerun.stdout)["runs"]
     assert [r["run_id"] for r in rows] == expected.runs["run_id"].tolist()
     for row, (_, want) in zip(rows, expected.runs.iterrows()):
         assert {m: row[m] for m in METRICS} == {m: want[m] for m in METRICS}

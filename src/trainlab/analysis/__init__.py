@@ -1,0 +1,52 @@
+"""What a trained network has learned; every function works on any torch model.
+
+``analyze(run)`` runs them on a stored run (what ``trainlab analyze`` does). The pieces:
+:func:`filters <plot_filters>`, :func:`receptive fields and top activations <top_activations>`,
+:func:`embeddings <features>`, :func:`guided_backprop` and :func:`saliency`,
+:func:`equivariance` and the :func:`confusion_matrix`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "analyze": "runner",
+    "AnalysisOptions": "runner",
+    "ANALYSES": "runner",
+    "features": "embeddings",
+    "project": "embeddings",
+    "plot_embeddings": "embeddings",
+    "load_embeddings": "embeddings",
+    "first_conv": "filters",
+    "filter_grid": "filters",
+    "plot_filters": "filters",
+    "receptive_fields": "neurons",
+    "receptive_field_box": "neurons",
+    "top_activations": "neurons",
+    "interesting_channels": "neurons",
+    "plot_neurons": "neurons",
+    "neuron_patches": "neurons",
+    "guided_backprop": "attribution",
+    "saliency": "attribution",
+    "plot_attributions": "attribution",
+    "equivariance": "equivariance",
+    "plot_equivariance": "equivariance",
+    "predict": "confusion",
+    "confusion_matrix": "confusion",
+    "per_class_accuracy": "confusion",
+    "plot_confusion": "confusion",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its submodule when it is first asked for."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,224 @@
+"""Gradient attributions of any torch model: saliency maps and guided backpropagation, and their figure.
+
+``target`` picks what is differentiated, as in Captum:
+
+* ``None``: the model gives one value per example;
+* an int (or one-element tensor): that output column for every example;
+* a tuple of ints: that index into each example's output (outputs with more than two dims);
+* a list or 1-d tensor of ints (or a list of tuples), one per example;
+* a neuron ``(layer, channel)`` or ``(layer, channel, "max")``: ``layer`` names a module of
+  ``model.named_modules()``; per example, the sum of that channel's activation over all positions,
+  or with ``"max"`` its activation at its strongest position (Springenberg et al. visualise
+  single neurons that way).
+
+Every example's selected value is summed before differentiating, so each example gets the gradient
+of its own value (examples do not interact in eval mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from trainlab.errors import unknown
+
+NEURON_REDUCTIONS = ("sum", "max")
+
+
+def saliency(model: nn.Module, inputs: torch.Tensor, target: Any = None, abs: bool = True) -> torch.Tensor:
+    """Gradient of the target w.r.t. ``inputs`` (Simonyan et al.), its absolute value when ``abs``.
+
+    Equals Captum's ``Saliency(model).attribute(inputs, target=target, abs=abs)``. The model runs in
+    its current mode; ``inputs`` and the model's parameters and their ``.grad`` are left untouched.
+    """
+    grad = _input_gradient(model, inputs, target, guided=False)
+    return grad.abs() if abs else grad
+
+
+def guided_backprop(model: nn.Module, inputs: torch.Tensor, target: Any = None) -> torch.Tensor:
+    """Guided backpropagation (Springenberg et al.): the input gradient where every ReLU passes back
+    only positive gradients, and only where its input was positive.
+
+    Like Captum's ``GuidedBackprop``, this acts on ``nn.ReLU`` modules (in-place ones included) and
+    not on functional ``relu`` calls: the gradient reaching the input of each ``nn.ReLU`` call is
+    clamped at zero. Equals ``GuidedBackprop(model).attribute(inputs, target=target)``; also takes
+    neuron targets (see the module docstring). The model runs in its current mode (call
+    ``model.eval()`` first for batch norm and dropout); its hooks are removed afterwards.
+    """
+    return _input_gradient(model, inputs, target, guided=True)
+
+
+def _input_gradient(model: nn.Module, inputs: torch.Tensor, target: Any, guided: bool) -> torch.Tensor:
+    """Gradient of the summed target values w.r.t. ``inputs``, optionally with guided ReLUs.
+
+    The model gets a copy that is not a leaf of the graph, so in-place operations on it are allowed.
+    """
+    x = inputs.detach().requires_grad_(True)
+    neuron = _neuron(target)
+    with ExitStack() as stack, torch.enable_grad():
+        if guided:
+            stack.enter_context(_guided_relus(model))
+        if neuron is not None:
+            layer, channel, reduction = neuron
+            captured = stack.enter_context(_capture(model, layer))
+        output = model(x.clone())
+        if neuron is None:
+            objective = _select(output, target).sum()
+        else:
+            objective = _neuron_values(layer, captured, channel, reduction).sum()
+        (grad,) = torch.autograd.grad(objective, x)
+    return grad.detach()
+
+
+@contextmanager
+def _guided_relus(model: nn.Module) -> Iterator[None]:
+    """While open, the gradient reaching the input of every ``nn.ReLU`` call in ``model`` is clamped at 0.
+
+    An in-place ReLU gets a copy of its input, so the hooked tensor keeps its values.
+    """
+
+    def before_relu(module: nn.ReLU, args: tuple) -> tuple | None:
+        x = args[0]
+        if not (isinstance(x, torch.Tensor) and x.requires_grad):
+            return None
+        x.register_hook(lambda grad: grad.clamp(min=0))
+        return (x.clone(), *args[1:]) if module.inplace else None
+
+    handles = [m.register_forward_pre_hook(before_relu) for m in model.modules() if isinstance(m, nn.ReLU)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _capture(model: nn.Module, layer: str) -> Iterator[list[torch.Tensor]]:
+    """While open, the outputs of ``model``'s module ``layer`` are appended to the yielded list.
+
+    The module hands a copy downstream, so later in-place operations cannot change what was captured.
+    """
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        raise unknown("layer", layer, [name for name in modules if name])
+    outputs: list[torch.Tensor] = []
+
+    def after(module: nn.Module, args: tuple, output: Any) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"layer {layer!r} returns {type(output).__name__}, not a tensor")
+        outputs.append(output)
+        return output.clone()
+
+    handle = modules[layer].register_forward_hook(after)
+    try:
+        yield outputs
+    finally:
+        handle.remove()
+
+
+def _neuron(target: Any) -> tuple[str, int, str] | None:
+    """``(layer, channel, reduction)`` of a neuron target, None for any other target."""
+    if not (isinstance(target, tuple) and target and isinstance(target[0], str)):
+        return None
+    if len(target) not in (2, 3) or not isinstance(target[1], Integral):
+        raise ValueError(f"a neuron target is (layer, channel[, reduction]), not {target!r}")
+    reduction = target[2] if len(target) == 3 else "sum"
+    if reduction not in NEURON_REDUCTIONS:
+        raise unknown("neuron reduction", reduction, NEURON_REDUCTIONS)
+    return target[0], int(target[1]), reduction
+
+
+def _neuron_values(layer: str, outputs: list[torch.Tensor], channel: int, reduction: str) -> torch.Tensor:
+    """Per example: the sum or the maximum of channel ``channel`` of the layer's single output."""
+    if len(outputs) != 1:
+        raise ValueError(f"layer {layer!r} ran {len(outputs)} times in one forward pass; it must run once")
+    values = outputs[0][:, channel].reshape(len(outputs[0]), -1)
+    return values.sum(dim=1) if reduction == "sum" else values.amax(dim=1)
+
+
+def _select(output: torch.Tensor, target: Any) -> torch.Tensor:
+    """One output value per example, chosen by a class-style ``target`` (see the module docstring)."""
+    n = len(output)
+    if target is None:
+        selected = output
+    elif isinstance(target, Integral) or (isinstance(target, torch.Tensor) and target.numel() == 1):
+        selected = output[:, int(target)]
+    elif isinstance(target, tuple):
+        selected = output[(slice(None), *target)]
+    elif isinstance(target, (list, torch.Tensor)):
+        if len(target) != n:
+            raise ValueError(f"{len(target)} targets for {n} examples")
+        if all(isinstance(t, tuple) for t in target):
+            selected = torch.stack([output[(i, *t)] for i, t in enumerate(target)])
+        else:
+            selected = output[torch.arange(n), torch.as_tensor(target, device=output.device)]
+    else:
+        raise TypeError(f"target must be None, int, tuple, list or tensor, not {type(target).__name__}")
+    if selected.numel() != n:
+        raise ValueError(
+            f"target {target!r} selects {selected.numel()} values from outputs of shape "
+            f"{tuple(output.shape)}; it must select one per example"
+        )
+    return selected
+
+
+def plot_attributions(
+    images: Any, attributions: Any, titles: Sequence[str] | None = None, title: str = "Attributions"
+) -> Figure:
+    """One row per example: the input image, then its attribution min-max scaled to [0, 1] per image.
+
+    ``images`` and ``attributions`` are batches (tensors or arrays) laid out N x C x H x W,
+    N x H x W x C or N x H x W with 1 or 3 channels. uint8 images are divided by 255; float
+    images are shown as they are when within [0, 1], else min-max scaled per image.
+    ``titles`` names the rows.
+    """
+    pictures, maps = _as_nhwc(images), _as_nhwc(attributions)
+    if len(pictures) != len(maps):
+        raise ValueError(f"{len(pictures)} images but {len(maps)} attributions")
+    if titles is not None and len(titles) != len(pictures):
+        raise ValueError(f"{len(titles)} titles for {len(pictures)} images")
+    if np.issubdtype(pictures.dtype, np.integer):
+        pictures = pictures / 255.0
+    fig = Figure(figsize=(4.4, 2.2 * len(pictures) + 0.4), layout="constrained")
+    axes = fig.subplots(len(pictures), 2, squeeze=False)
+    for i, (picture, attribution) in enumerate(zip(pictures, maps, strict=True)):
+        picture = picture.astype(np.float64)
+        if picture.min() < 0 or picture.max() > 1:
+            picture = _min_max(picture)
+        for ax, shown, name in [
+            (axes[i, 0], picture, titles[i] if titles is not None else "input"),
+            (axes[i, 1], _min_max(attribution.astype(np.float64)), "attribution"),
+        ]:
+            gray = shown.shape[-1] == 1
+            ax.imshow(shown[..., 0] if gray else shown, cmap="gray" if gray else None, vmin=0, vmax=1)
+            ax.set_title(name, fontsize=9)
+            ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def _as_nhwc(batch: Any) -> np.ndarray:
+    """A batch of 1- or 3-channel images as an N x H x W x C array."""
+    array = batch.detach().cpu().numpy() if isinstance(batch, torch.Tensor) else np.asarray(batch)
+    if array.ndim == 3:
+        return array[..., None]
+    if array.ndim == 4 and array.shape[1] in (1, 3):
+        return array.transpose(0, 2, 3, 1)
+    if array.ndim == 4 and array.shape[-1] in (1, 3):
+        return array
+    raise ValueError(
+        f"images must be N x C x H x W, N x H x W x C or N x H x W with 1 or 3 channels, got {array.shape}"
+    )
+
+
+def _min_max(array: np.ndarray) -> np.ndarray:
+    """``array`` scaled linearly to [0, 1]; all zeros when it is constant."""
+    low, span = array.min(), array.max() - array.min()
+    return (array - low) / span if span > 0 else np.zeros_like(array)

@@ -1,0 +1,430 @@
+"""A study's report: sections built from the run store, written as HTML and Markdown.
+
+``build_report("activations.yaml")`` (or ``trainlab report STUDY``) writes
+``<store>/reports/<study>/report.html`` (self-contained) and ``report.md`` with a ``figures/``
+folder. The sections and their options come from the study file's ``report:`` list, e.g.::
+
+    report: [question, variants, findings, final_metrics, learning_curves,
+             {histograms_over_time: {layer: fc1}}, {analyses: {what: [filters, confusion]}}]
+
+Two studies given together are compared side by side: their variants are prefixed with the
+study name and share every table and figure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from trainlab.errors import UserError, unknown
+from trainlab.report import figures as figs
+from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
+from trainlab.report.findings import find
+from trainlab.report.stats import DEFAULT_METRICS, higher_is_better, summarize
+from trainlab.store import DEFAULT_STORE, RunStore
+from trainlab.study.runner import plan_study, study_results
+from trainlab.study.spec import StudySpec
+
+
+@dataclass
+class StudyData:
+    """Everything a report shows, read from the store: runs (one row each) and per-run frames by run id."""
+
+    title: str
+    question: str
+    runs: pd.DataFrame
+    histories: dict[str, pd.DataFrame]
+    probes: dict[str, pd.DataFrame]
+    histograms: dict[str, pd.DataFrame]
+    configs: dict[str, dict[str, Any]]
+    varied: list[str]
+    store: RunStore
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    colours: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(dict.fromkeys(self.runs["label"]))
+
+    def by_label(self, frames: dict[str, pd.DataFrame], finished: bool = True) -> dict[str, list[pd.DataFrame]]:
+        """Per variant, the frames of its runs (finished runs only by default) that have any rows."""
+        out: dict[str, list[pd.DataFrame]] = {}
+        for _, run in self.runs.iterrows():
+            frame = frames.get(run["run_id"])
+            if frame is not None and len(frame) and (not finished or run["status"] == "done"):
+                out.setdefault(run["label"], []).append(frame)
+        return out
+
+
+@dataclass
+class ReportFiles:
+    html: Path
+    markdown: Path
+    figures: Path
+
+
+def collect(study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None,
+            store: RunStore | None = None) -> StudyData:
+    """Read a study's runs and everything recorded for them."""
+    spec, planned = plan_study(study, scale, overrides)
+    options = _section_options(spec)
+    known = store.status_of([r.run_id for r in planned])
+    if not known:
+        raise UserError(f"study {spec.name!r} has no runs in store {str(store.root)!r}"
+                        + (f" at scale {scale!r}" if scale else "") + "; train it first with `trainlab run`")
+    result = study_results(spec, planned, store)
+    runs = result.runs.copy()
+    runs["label"] = runs["label"].replace("", "base")
+    runs["diverged_step"] = [store.get_run(r)["diverged_step"] if r in known else None for r in runs["run_id"]]
+    finished = runs["status"].isin(["done", "diverged"])
+    ids = list(runs.loc[finished, "run_id"])
+    varied = [*dict.fromkeys(k for r in planned for k in r.overrides)]
+    title = spec.name + (f" ({scale})" if scale else "")
+    return StudyData(title, spec.question, runs, result.histories, {r: store.probes(r) for r in ids},
+                     {r: store.probe_histograms(r) for r in ids}, {r.run_id: r.config.to_dict() for r in planned},
+                     varied, store, options)
+
+
+def _section_options(spec: StudySpec) -> dict[str, dict[str, Any]]:
+    """The study's ``report:`` list as ``{section: options}``, in order; the defaults when it is empty."""
+    if not spec.report:
+        return {name: {} for name in DEFAULT_SECTIONS}
+    out: dict[str, dict[str, Any]] = {}
+    for entry in spec.report:
+        if isinstance(entry, str):
+            name, options = entry, {}
+        elif isinstance(entry, dict) and len(entry) == 1:
+            name, options = next(iter(entry.items()))
+            options = options or {}
+        else:
+            raise UserError(f"study {spec.name!r}: each report entry is a section name or "
+                            f"{{name: {{options}}}}, got {entry!r}")
+        if name not in SECTIONS:
+            raise unknown(f"report section in study {spec.name!r}:", name, SECTIONS)
+        if not isinstance(options, dict):
+            raise UserError(f"study {spec.name!r}: options of report section {name!r} must be a mapping, "
+                            f"got {options!r}")
+        out[name] = options
+    return out
+
+
+# ----------------------------------------------------------------------------- sections
+def _question(data: StudyData, options: dict) -> list:
+    counts = data.runs["status"].value_counts()
+    status = ", ".join(f"{n} {s}" for s, n in counts.items())
+    text = data.question or "(the study file states no question)"
+    return [Text(text), Text(f"{len(data.runs)} runs: {status}.")]
+
+
+def _variants(data: StudyData, options: dict) -> list:
+    columns = ["label", *[k for k in data.varied if k in data.runs.columns]]
+    table = data.runs.groupby("label", sort=False).agg(
+        **{k: (k, "first") for k in columns[1:]},
+        seeds=("seed", lambda s: ", ".join(str(v) for v in s)),
+        finished=("status", lambda s: f"{int((s == 'done').sum())}/{len(s)}"),
+    ).reset_index()
+    for key in columns[1:]:
+        table[key] = table[key].map(lambda v: "–" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+    return [Table(table.rename(columns={"label": "variant"}), "What varies between the variants, and their seeds.")]
+
+
+def _summary_table(data: StudyData, metrics: list[str]) -> Table:
+    summary = summarize(data.runs, metrics)
+    rows, bold = [], set()
+    for i, (label, row) in enumerate(summary.iterrows()):
+        cells: dict[str, Any] = {"variant": label, "seeds": int(row["n"])}
+        for m in metrics:
+            if f"{m}_mean" not in summary.columns:
+                continue
+            mean, ci = row[f"{m}_mean"], row[f"{m}_ci"]
+            cells[m] = "–" if pd.isna(mean) else (f"{mean:.4f}" if pd.isna(ci) else f"{mean:.4f} ± {ci:.4f}")
+            if row[f"{m}_best"] and len(summary) > 1:
+                bold.add((i, m))
+        if row.get("n_failed", 0):
+            cells["failed"] = int(row["n_failed"])
+        rows.append(cells)
+    caption = ("Final-epoch metrics: mean ± half-width of the 95% confidence interval (Student t) over seeds; "
+               "best mean per column in bold.")
+    return Table(pd.DataFrame(rows).fillna(0), caption, bold)
+
+
+def _final_metrics(data: StudyData, options: dict) -> list:
+    metric = options.get("metric", "test_acc")
+    metrics = [m for m in options.get("metrics", DEFAULT_METRICS) if m in data.runs.columns]
+    if metric not in data.runs.columns:
+        return [Text(f"No run has {metric} yet.")]
+    blocks: list = [_summary_table(data, metrics)]
+    summary = summarize(data.runs, [metric]).reset_index(names="label")
+    if summary[f"{metric}_mean"].notna().any():
+        blocks.append(_picture("final_metrics", figs.final_metrics(summary, data.colours, metric),
+                               f"Final {metric} per variant, 95% confidence interval over seeds."))
+    return blocks
+
+
+def _findings(data: StudyData, options: dict) -> list:
+    metric = options.get("metric", "test_acc")
+    classes = {len(c) for c in _classes(data).values()}
+    found = find(data.runs, data.histories, data.probes, metric=metric, num_classes=max(classes or {10}))
+    if not found:
+        return [Text("Nothing stands out: no vanishing or exploding gradients, dead units, flat losses, "
+                     "overfitting or divergence were detected.")]
+    blocks = []
+    for finding in found:
+        if finding.figure:
+            blocks.append(Text(f"{finding.text} (see figure)", links={finding.figure: "see figure"}))
+        else:
+            blocks.append(Text(finding.text))
+    return blocks
+
+
+def _learning_curves(data: StudyData, options: dict) -> list:
+    histories = data.by_label(data.histories, finished=False)
+    if not histories:
+        return [Text("No epoch has finished yet.")]
+    return [_picture("learning_curves", figs.learning_curves(histories, data.colours),
+                     "Loss and accuracy per epoch: mean over seeds, band from the lowest to the highest seed.")]
+
+
+def _gradient_distributions(data: StudyData, options: dict) -> list:
+    hists = data.by_label(data.histograms)
+    if not hists:
+        return [Text("No probe histograms were recorded (probes.histograms is off).")]
+    layer = options.get("layer")
+    return [_picture("gradient_distributions", figs.gradient_distributions(hists, data.colours, layer=layer),
+                     f"Weight-gradient distribution of {layer or 'the first layer'} at the last probed step, "
+                     "seeds merged.")]
+
+
+def _layer_means(data: StudyData, options: dict) -> list:
+    probes = data.by_label(data.probes)
+    if not probes:
+        return [Text("No probes were recorded.")]
+    stat = options.get("stat", "abs_mean")
+    return [
+        _picture("layer_grad_means", figs.layer_means(probes, data.colours, "grad", stat),
+                 f"Mean |gradient| ({stat}) of each layer's weights, input to output, over probed steps and seeds."),
+        _picture("layer_weight_means", figs.layer_means(probes, data.colours, "weight", stat),
+                 f"Mean |weight| ({stat}) of each layer, input to output, over probed steps and seeds."),
+    ]
+
+
+def _gradient_norms(data: StudyData, options: dict) -> list:
+    probes = data.by_label(data.probes)
+    if not probes:
+        return [Text("No probes were recorded.")]
+    layer = options.get("layer") or _first_layer(probes)
+    return [_picture("gradient_norms", figs.stat_over_time(probes, data.colours, layer, "grad", "norm"),
+                     f"Gradient norm of {layer}'s weights over training, mean over seeds.")]
+
+
+def _histograms_over_time(data: StudyData, options: dict) -> list:
+    hists = data.by_label(data.histograms)
+    if not hists:
+        return [Text("No probe histograms were recorded (probes.histograms is off).")]
+    layer = options.get("layer") or _first_layer(hists)
+    quantity = options.get("quantity", "grad")
+    blocks = []
+    for label, frames in hists.items():
+        fig = figs.histograms_over_time(frames[0], layer, quantity, title=f"{label}: {layer} {quantity} over time")
+        blocks.append(_picture(f"histograms_{label}", fig, f"{label}, first seed: distribution of {layer}'s "
+                                                          f"{quantity} at each probed step."))
+    return blocks
+
+
+def _runtime(data: StudyData, options: dict) -> list:
+    done = data.runs[data.runs["status"] == "done"]
+    if done.empty or "wall_time" not in done.columns:
+        return [Text("No run has finished yet.")]
+    return [_picture("runtime", figs.runtime(done, data.colours),
+                     "Wall time per run (mean ± std over seeds) and training throughput.")]
+
+
+def _model_summary(data: StudyData, options: dict) -> list:
+    from trainlab.config import load_config
+    from trainlab.models import create_model, summary
+
+    shapes = _input_shapes(data)
+    rows, first = [], {}
+    for label, group in data.runs.groupby("label", sort=False):
+        run_id = group["run_id"].iloc[0]
+        cfg = load_config(data.configs[run_id])
+        shape, classes, _ = shapes[run_id]
+        table = summary(create_model(cfg.model, shape, classes), shape)
+        first.setdefault("table", table)
+        rows.append({"variant": label, "model": cfg.model.preset or cfg.model.kind, "layers": len(table.frame),
+                     "parameters": table.total, "trainable": table.trainable})
+    blocks: list = [Table(pd.DataFrame(rows), "Parameters per variant.")]
+    if len({r["parameters"] for r in rows}) == 1 or options.get("layers", len(rows) == 1):
+        frame = first["table"].frame.copy()
+        blocks.append(Table(frame, f"Layer table of {rows[0]['variant']}."))
+    return blocks
+
+
+def _analyses(data: StudyData, options: dict) -> list:
+    from trainlab.analysis import AnalysisOptions, analyze
+
+    chosen = _analysed_runs(data, options.get("runs", "best"))
+    if not chosen:
+        return [Text("No finished run to analyse.")]
+    what = options.get("what")
+    fields = {k: v for k, v in options.items() if k not in ("runs", "what")}
+    valid = [*AnalysisOptions.__dataclass_fields__, "runs", "what"]
+    for key in fields:
+        if key not in AnalysisOptions.__dataclass_fields__:
+            raise unknown("option of report section analyses:", key, valid)
+    settings = AnalysisOptions(**fields)
+    blocks: list = []
+    for label, run_id in chosen:
+        written = analyze(run_id, what, store=data.store, options=settings)
+        blocks.append(Text(f"Run {run_id} ({label}, first seed)."))
+        for _, row in written[written["kind"] == "figure"].iterrows():
+            blocks.append(Picture(f"{row['name']}_{label}", Path(row["path"]).read_bytes(),
+                                  f"{label}: {ANALYSIS_CAPTIONS.get(row['name'], row['name'])}"))
+    return blocks
+
+
+ANALYSIS_CAPTIONS = {
+    "filters": "first convolution layer's filters, raw and each normalised",
+    "neurons": "test image patches that excite the most active channels most, under each neuron's receptive field",
+    "embeddings": "2-D projection of the saved embeddings of the same test images at each chosen epoch",
+    "guided_backprop": "guided backpropagation for the true class",
+    "saliency": "input-gradient saliency for the true class",
+    "equivariance_shift": "feature maps of a shifted input vs shifted feature maps, and their difference",
+    "equivariance_rotate": "feature maps of a rotated input vs rotated feature maps, and their difference",
+    "confusion": "confusion matrix on the test split",
+}
+
+SECTIONS: dict[str, tuple[str, Callable[[StudyData, dict], list]]] = {
+    "question": ("Question", _question),
+    "variants": ("What varies", _variants),
+    "findings": ("Findings", _findings),
+    "final_metrics": ("Final metrics", _final_metrics),
+    "learning_curves": ("Learning curves", _learning_curves),
+    "gradient_distributions": ("Gradient distributions", _gradient_distributions),
+    "layer_means": ("Gradients and weights across depth", _layer_means),
+    "gradient_norms": ("Gradient norm during training", _gradient_norms),
+    "histograms_over_time": ("Histograms over time", _histograms_over_time),
+    "runtime": ("Runtime", _runtime),
+    "model_summary": ("Models", _model_summary),
+    "analyses": ("What the networks learned", _analyses),
+}
+DEFAULT_SECTIONS = ["question", "variants", "findings", "final_metrics", "learning_curves",
+                    "gradient_distributions", "layer_means", "histograms_over_time", "runtime", "model_summary"]
+
+
+# ----------------------------------------------------------------------------- building
+def report_document(data: StudyData) -> Document:
+    """The report of ``data`` as a :class:`Document` (nothing written)."""
+    data.colours = figs.palette(data.labels)
+    doc = Document(f"Study report: {data.title}", subtitle=_subtitle(data))
+    for name, options in data.options.items():
+        title, build = SECTIONS[name]
+        doc.sections.append(Section(slug(name), title, build(data, options)))
+    return doc
+
+
+def build_report(
+    studies: str | Path | dict | list,
+    store: str | Path | RunStore = DEFAULT_STORE,
+    out: str | Path | None = None,
+    scale: str | None = None,
+    overrides: list[str] | dict | None = None,
+) -> ReportFiles:
+    """Write the report of one study, or the side-by-side comparison of several, into ``out``.
+
+    ``out`` defaults to ``<store>/reports/<name>``. The folder is replaced as a whole, so a
+    failure leaves the previous report intact.
+    """
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    studies = studies if isinstance(studies, list) else [studies]
+    data = [collect(s, scale, overrides, store) for s in studies]
+    merged = data[0] if len(data) == 1 else _merge(data)
+    doc = report_document(merged)
+    out = Path(out) if out is not None else store.root / "reports" / slug(merged.title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "report.html").write_text(render_html(doc), encoding="utf-8")
+        (tmp / "report.md").write_text(render_markdown(doc, tmp / "figures", "figures"), encoding="utf-8")
+        old = out.with_name(f".{out.name}.old")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ReportFiles(out / "report.html", out / "report.md", out / "figures")
+
+
+def _merge(data: list[StudyData]) -> StudyData:
+    """Several studies as one, variants prefixed ``<study>: <variant>``; sections of the first study."""
+    runs = []
+    for d in data:
+        frame = d.runs.copy()
+        frame["label"] = d.title + ": " + frame["label"].astype(str)
+        runs.append(frame)
+    union = lambda attr: {k: v for d in data for k, v in getattr(d, attr).items()}  # noqa: E731
+    question = " | ".join(f"{d.title}: {d.question}" for d in data if d.question)
+    return StudyData(" vs ".join(d.title for d in data), question, pd.concat(runs, ignore_index=True),
+                     union("histories"), union("probes"), union("histograms"), union("configs"),
+                     [*dict.fromkeys(k for d in data for k in d.varied)], data[0].store, data[0].options)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _picture(id: str, fig: Figure, caption: str) -> Picture:
+    return Picture.of(id, fig, caption)
+
+
+def _subtitle(data: StudyData) -> str:
+    done = int((data.runs["status"] == "done").sum())
+    return f"{done} of {len(data.runs)} runs finished · {len(data.labels)} variants · store {data.store.root.name}"
+
+
+def _first_layer(frames_by_label: dict[str, list[pd.DataFrame]]) -> str:
+    frame = next(iter(frames_by_label.values()))[0]
+    return str(frame.loc[frame["quantity"] == "grad", "layer"].iloc[0])
+
+
+def _input_shapes(data: StudyData) -> dict[str, tuple[tuple[int, int, int], int, list[str]]]:
+    """Input shape, class count and class names per run, loading each distinct data set once."""
+    from trainlab.config import load_config
+    from trainlab.data import load_data
+    from trainlab.study.executors import data_key
+
+    loaded: dict[str, tuple] = {}
+    out = {}
+    for run_id, config in data.configs.items():
+        key = data_key(config["data"])
+        if key not in loaded:
+            d = load_data(load_config(config).data)
+            loaded[key] = (d.input_shape, d.num_classes, d.classes)
+        out[run_id] = loaded[key]
+    return out
+
+
+def _classes(data: StudyData) -> dict[str, list[str]]:
+    return {run_id: v[2] for run_id, v in _input_shapes(data).items()}
+
+
+def _analysed_runs(data: StudyData, which: str) -> list[tuple[str, str]]:
+    """``(label, run_id)`` of the first finished seed of the best variant, or of every variant."""
+    done = data.runs[data.runs["status"] == "done"]
+    if done.empty:
+        return []
+    if which == "all":
+        return [(label, group["run_id"].iloc[0]) for label, group in done.groupby("label", sort=False)]
+    if which != "best":
+        raise UserError(f"report section analyses: runs must be 'best' or 'all', got {which!r}")
+    metric = "test_acc" if "test_acc" in done.columns else "train_acc"
+    means = done.groupby("label", sort=False)[metric].mean()
+    best = means.idxmax() if higher_is_better(metric) else means.idxmin()
+    return [(best, done.loc[done["label"] == best, "run_id"].iloc[0])]

@@ -1,0 +1,369 @@
+"""Report figures of a study: learning curves, final metrics, gradient statistics and run time per variant.
+
+Every function returns a ``matplotlib.figure.Figure`` (no pyplot, constrained layout) and colours a variant
+with ``colours[label]``, so build the colours once with :func:`palette` and pass them to every figure.
+Variants are drawn in the order given. A variant's runs (one per seed) are a list of per-run frames or
+one frame; a frame with a ``run_id`` column is split into its runs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, to_hex
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from trainlab.errors import UserError, unknown
+
+Runs = pd.DataFrame | Sequence[pd.DataFrame]
+
+WIDTH, ROW_HEIGHT = 10.0, 4.0  # inches: a figure row readable on a laptop
+SPLIT_STYLES = {"train": "--", "val": ":", "test": "-"}
+SEPARATE_RATIO = 10.0  # gradient_distributions: one panel per variant when value ranges differ this much
+METRIC_NAMES = {"loss": "loss", "acc": "accuracy", "wall_time": "wall time", "epoch_time": "time per epoch",
+                "samples_per_s": "samples/s", "lr": "learning rate"}
+QUANTITY_NAMES = {"grad": "gradient", "weight": "weight", "update_ratio": "update/weight norm ratio",
+                  "activation": "activation"}
+STAT_NAMES = {"norm": "L2 norm", "mean": "mean", "std": "std", "abs_mean": "mean absolute value",
+              "max_abs": "max absolute value", "dead_frac": "dead fraction",
+              "saturated_frac": "saturated fraction"}
+
+
+def palette(labels: Iterable[str]) -> dict[str, str]:
+    """A hex colour per distinct label, by order: tab10 up to 10 variants, else tab20 (repeating after 20)."""
+    unique = list(dict.fromkeys(labels))
+    cmap = colormaps["tab10" if len(unique) <= 10 else "tab20"]
+    return {label: to_hex(cmap(i % cmap.N)) for i, label in enumerate(unique)}
+
+
+def rebin(counts: np.ndarray, edges: np.ndarray, new_edges: np.ndarray) -> np.ndarray:
+    """Counts of a histogram on ``edges`` redistributed onto ``new_edges``, the density uniform within a bin.
+
+    A zero-width bin is a point mass that goes to the new bin holding it; counts outside ``new_edges`` drop.
+    """
+    counts, edges, new_edges = (np.asarray(a, dtype=np.float64) for a in (counts, edges, new_edges))
+    lo, hi = edges[:-1, None], edges[1:, None]
+    overlap = np.clip(np.minimum(hi, new_edges[None, 1:]) - np.maximum(lo, new_edges[None, :-1]), 0.0, None)
+    width = hi - lo
+    share = np.divide(overlap, width, out=np.zeros_like(overlap), where=width > 0)
+    points = np.flatnonzero(width[:, 0] <= 0)
+    slot = np.minimum(np.searchsorted(new_edges, edges[points], side="right") - 1, len(new_edges) - 2)
+    inside = (edges[points] >= new_edges[0]) & (edges[points] <= new_edges[-1])
+    share[points[inside], slot[inside]] = 1.0
+    return counts @ share
+
+
+def learning_curves(histories_by_label: Mapping[str, Runs], colours: Mapping[str, str],
+                    metrics: Sequence[str] = ("loss", "acc")) -> Figure:
+    """One panel per metric (``loss``, ``acc``): per variant, the mean over seeds of each split per epoch.
+
+    Colour is the variant, line style the split: test solid, train dashed, val dotted. The shaded band
+    spans the minimum to the maximum across seeds (variants with at least two seeds). Metrics that no
+    history has are left out.
+    """
+    histories = {label: _runs(runs) for label, runs in histories_by_label.items()}
+    panels = [m for m in metrics
+              if any(f"{s}_{m}" in h for runs in histories.values() for h in runs for s in SPLIT_STYLES)]
+    if not panels:
+        raise UserError(f"no history has a train, val or test column for the metrics {list(metrics)}")
+    fig = Figure(figsize=(max(WIDTH, 5.0 * len(panels)), ROW_HEIGHT), layout="constrained")
+    splits = set()
+    for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        for label, runs in histories.items():
+            for split, style in SPLIT_STYLES.items():
+                column = f"{split}_{metric}"
+                series = [h.set_index("epoch")[column].dropna() for h in runs if column in h]
+                if any(len(s) for s in series):
+                    _mean_and_band(ax, [s for s in series if len(s)], colours[label], style,
+                                   f"{_name(label)} {split}")
+                    splits.add(split)
+        name = METRIC_NAMES.get(metric, metric)
+        ax.set(title=name, xlabel="epoch", ylabel=name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    styles = [Line2D([], [], color="0.3", linestyle=style, lw=2, label=split)
+              for split, style in SPLIT_STYLES.items() if split in splits]
+    _legend(fig, list(histories), colours, styles)
+    fig.suptitle("Learning curves: mean over seeds, band = min-max across seeds")
+    return fig
+
+
+def final_metrics(summary: pd.DataFrame, colours: Mapping[str, str], metric: str = "test_acc") -> Figure:
+    """A bar per variant (row of ``summary``) at ``<metric>_mean`` with error bars ± ``<metric>_ci``.
+
+    ``<metric>_ci`` is the half-width of the 95% confidence interval; NaN draws no error bar.
+    """
+    labels = list(summary["label"])
+    means = summary[f"{metric}_mean"].to_numpy(np.float64)
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
+    ax = fig.subplots()
+    bars = ax.bar(np.arange(len(labels)), means, yerr=summary[f"{metric}_ci"].to_numpy(np.float64), capsize=8,
+                  color=[colours[label] for label in labels], tick_label=[_name(label) for label in labels])
+    ax.bar_label(bars, labels=[f"{m:.3g}" for m in means], padding=3)
+    ax.margins(y=0.12)
+    name = _metric_name(metric)
+    ax.set(title=f"Final {name} per variant (error bars: 95% CI across seeds)", xlabel="variant", ylabel=name)
+    _legend(fig, labels, colours, patches=True)
+    return fig
+
+
+def gradient_distributions(hist_by_label: Mapping[str, Runs], colours: Mapping[str, str],
+                           layer: str | None = None, quantity: str = "grad",
+                           separate: bool | None = None) -> Figure:
+    """Per variant, the histogram of ``layer``'s weight ``quantity`` at each run's last probed step.
+
+    ``layer`` defaults to each variant's first layer with that quantity; variants without the layer are
+    left out. A variant's runs are merged by re-binning onto edges spanning all of them, and drawn as a
+    density (area 1) so variants of any size compare. ``separate`` draws one panel per variant; by default
+    it does when the largest value range (max |edge|) is at least ``SEPARATE_RATIO`` times the smallest.
+    """
+    tensor = _tensor(quantity)
+    drawn = {}  # label -> (layer, step, density, edges)
+    for label, runs in hist_by_label.items():
+        lasts = []
+        for run in _runs(runs):
+            rows = run[(run["quantity"] == quantity) & (run["tensor"] == tensor)]
+            rows = rows[rows["layer"] == (layer or (rows["layer"].iloc[0] if len(rows) else None))]
+            if len(rows):
+                lasts.append(rows.iloc[rows["step"].to_numpy().argmax()])
+        if lasts:
+            edges = _common_edges([r["edges"] for r in lasts], max(len(r["counts"]) for r in lasts))
+            counts = sum(rebin(r["counts"], r["edges"], edges) for r in lasts)
+            density = counts / (counts.sum() * np.diff(edges)) if counts.sum() > 0 else counts
+            drawn[label] = (lasts[0]["layer"], int(max(r["step"] for r in lasts)), density, edges)
+    if not drawn:
+        raise _no_layer(layer, quantity, [r for runs in hist_by_label.values() for r in _runs(runs)])
+    scales = [np.abs(edges[[0, -1]]).max() for *_, edges in drawn.values()]
+    if separate is None:
+        separate = len(drawn) > 1 and max(scales) >= SEPARATE_RATIO * min(scales)
+    panels = len(drawn) if separate else 1
+    columns = min(panels, 3)
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT * math.ceil(panels / columns)), layout="constrained")
+    axes = fig.subplots(math.ceil(panels / columns), columns, squeeze=False).ravel()
+    for i, (label, (name, step, density, edges)) in enumerate(drawn.items()):
+        ax = axes[i if separate else 0]
+        ax.stairs(density, edges, color=colours[label], lw=2, label=f"{_name(label)} ({name}, step {step})")
+        single = separate or len(drawn) == 1
+        ax.set(title=f"{_name(label)}: {name}, step {step}" if single else "all variants on one value axis",
+               xlabel=f"{QUANTITY_NAMES.get(quantity, quantity)} value", ylabel="density (area 1)")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    for ax in axes[panels:]:
+        fig.delaxes(ax)
+    if len(drawn) > 1 and not separate:
+        axes[0].legend()
+    elif len(drawn) > 1:
+        _legend(fig, list(drawn), colours)
+    where = layer or "first layer"
+    name = QUANTITY_NAMES.get(quantity, quantity).capitalize()
+    fig.suptitle(f"{name} distribution of the {where} {tensor} at the last probed step (seeds merged)")
+    return fig
+
+
+def layer_means(probes_by_label: Mapping[str, Runs], colours: Mapping[str, str], quantity: str = "grad",
+                stat: str = "abs_mean") -> Figure:
+    """Per variant, ``stat`` of each layer's weight ``quantity``, averaged over every probed step and seed.
+
+    x is the layer index 1..L in forward order, labelled with the layer names when all variants share
+    them; y is logarithmic unless some value is not positive (e.g. ``stat="mean"``).
+    """
+    tensor = _tensor(quantity)
+    means = {}
+    for label, runs in probes_by_label.items():
+        runs = [r for r in _runs(runs) if len(r)]
+        if runs:
+            rows = pd.concat(runs)
+            rows = rows[(rows["quantity"] == quantity) & (rows["tensor"] == tensor) & (rows["stat"] == stat)]
+            if len(rows):
+                means[label] = rows.groupby("layer", sort=False)["value"].mean()
+    if not means:
+        raise UserError(f"no probe has the statistic {stat!r} of the {quantity!r} of a {tensor}; "
+                        "train with probes enabled")
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
+    ax = fig.subplots()
+    for label, values in means.items():
+        ax.plot(np.arange(1, len(values) + 1), values.to_numpy(), marker="o", lw=2, color=colours[label],
+                label=_name(label))
+    names = {tuple(values.index) for values in means.values()}
+    longest = max(len(values) for values in means.values())
+    if len(names) == 1:
+        ax.set_xticks(np.arange(1, longest + 1), next(iter(names)), rotation=30, ha="right")
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if all((values > 0).all() for values in means.values()):
+        ax.set_yscale("log")
+    what = f"{STAT_NAMES.get(stat, stat)} of {QUANTITY_NAMES.get(quantity, quantity)}"
+    ax.set(title=f"{what.capitalize()} per layer (mean over probed steps and seeds)",
+           xlabel="layer (forward order)", ylabel=what)
+    _legend(fig, list(means), colours)
+    return fig
+
+
+def stat_over_time(probes_by_label: Mapping[str, Runs], colours: Mapping[str, str], layer: str,
+                   quantity: str = "grad", stat: str = "norm") -> Figure:
+    """Per variant, ``stat`` of ``layer``'s weight ``quantity`` against the training step.
+
+    The line is the mean over seeds, the band the min to max across seeds; variants without the layer
+    are left out. y is logarithmic unless some value is not positive.
+    """
+    tensor = _tensor(quantity)
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
+    ax = fig.subplots()
+    drawn, values = [], []
+    for label, runs in probes_by_label.items():
+        series = []
+        for run in _runs(runs):
+            rows = run[(run["layer"] == layer) & (run["tensor"] == tensor) & (run["quantity"] == quantity)
+                       & (run["stat"] == stat)]
+            if len(rows):
+                series.append(rows.set_index("step")["value"])
+        if series:
+            _mean_and_band(ax, series, colours[label], "-", _name(label))
+            drawn.append(label)
+            values.extend(series)
+    if not drawn:
+        raise _no_layer(layer, quantity, [r for runs in probes_by_label.values() for r in _runs(runs)])
+    if all((s > 0).all() for s in values):
+        ax.set_yscale("log")
+    what = f"{STAT_NAMES.get(stat, stat)} of {QUANTITY_NAMES.get(quantity, quantity)}"
+    ax.set(title=f"{what.capitalize()}, {layer}.{tensor} (mean over seeds, band = min-max)",
+           xlabel="training step", ylabel=what)
+    _legend(fig, drawn, colours)
+    return fig
+
+
+def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
+                         title: str | None = None) -> Figure:
+    """One run's histograms of ``layer``'s weight ``quantity`` as a heatmap: x step, y value, log colour.
+
+    Each probed step is a column drawn over its own edges (they follow that step's min..max), centred on
+    the step and reaching halfway to its neighbours. The colour is the probability density (fraction of
+    values per unit value), comparable across steps whose bins differ in width; empty bins are left blank.
+    """
+    tensor = _tensor(quantity)
+    rows = hist[(hist["layer"] == layer) & (hist["tensor"] == tensor) & (hist["quantity"] == quantity)]
+    if rows.empty:
+        raise _no_layer(layer, quantity, [hist])
+    rows = rows.sort_values("step")
+    counts = np.stack(rows["counts"].to_numpy()).T.astype(np.float64)  # (bins, steps)
+    edges = np.stack(rows["edges"].to_numpy()).T.astype(np.float64)  # (bins + 1, steps)
+    widths = np.diff(edges, axis=0)
+    density = np.divide(counts, counts.sum(axis=0) * widths, out=np.zeros_like(counts), where=widths > 0)
+    bounds = _step_bounds(rows["step"].to_numpy(np.float64))
+    # each step is a pair of mesh columns (left, right); the zero-width quads between pairs stay masked
+    x = np.broadcast_to(np.stack([bounds[:-1], bounds[1:]], axis=1).ravel(), (len(edges), 2 * len(rows)))
+    y = np.repeat(edges, 2, axis=1)
+    c = np.ma.masked_all((len(counts), 2 * len(rows) - 1))
+    c[:, ::2] = np.ma.masked_less_equal(density, 0)
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT + 0.5), layout="constrained")
+    ax = fig.subplots()
+    positive = density[density > 0]
+    norm = LogNorm(positive.min(), max(positive.max(), positive.min() * 10)) if positive.size else None
+    mesh = ax.pcolormesh(x, y, c, shading="flat", norm=norm, cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="density (fraction per unit value, log scale)")
+    name = QUANTITY_NAMES.get(quantity, quantity)
+    ax.set(title=title or f"{name.capitalize()} histograms of {layer}.{tensor} over training",
+           xlabel="training step", ylabel=f"{name} value")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    return fig
+
+
+def runtime(runs: pd.DataFrame, colours: Mapping[str, str], column: str = "wall_time") -> Figure:
+    """A bar per variant of the mean ``column`` (seconds) over its runs, ±1 std across seeds, labelled
+    with the mean samples/s. Runs without a value are left out; pass finished runs to compare full trainings.
+    """
+    groups = runs.dropna(subset=[column]).groupby("label", sort=False)
+    labels = list(groups.groups)
+    mean, std = groups[column].mean(), groups[column].std()
+    speed = groups["samples_per_s"].mean() if "samples_per_s" in runs else pd.Series(np.nan, index=labels)
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
+    ax = fig.subplots()
+    bars = ax.bar(np.arange(len(labels)), mean.to_numpy(), yerr=std.to_numpy(), capsize=8,
+                  color=[colours[label] for label in labels], tick_label=[_name(label) for label in labels])
+    ax.bar_label(bars, labels=[f"{s:,.0f} samples/s" if pd.notna(s) else "" for s in speed], padding=3)
+    ax.margins(y=0.15)
+    name = _metric_name(column)
+    ax.set(title=f"{name.capitalize()} per variant (mean over seeds, error bars: ±1 std)", xlabel="variant",
+           ylabel=f"{name} (s)")
+    _legend(fig, labels, colours, patches=True)
+    return fig
+
+
+# ---------------------------------------------------------------------- helpers
+def _name(label: str) -> str:
+    """A variant's display name: a study without variants has the label ``""``."""
+    return label or "base"
+
+
+def _metric_name(metric: str) -> str:
+    """``test_acc`` -> ``test accuracy``."""
+    split, _, kind = metric.partition("_")
+    if split in SPLIT_STYLES and kind in METRIC_NAMES:
+        return f"{split} {METRIC_NAMES[kind]}"
+    return METRIC_NAMES.get(metric, metric.replace("_", " "))
+
+
+def _tensor(quantity: str) -> str:
+    """The tensor a quantity is measured on: a layer's ``output`` for activations, else its ``weight``."""
+    return "output" if quantity == "activation" else "weight"
+
+
+def _runs(runs: Runs) -> list[pd.DataFrame]:
+    """A variant's runs as a list of frames (a frame with a ``run_id`` column is split into its runs)."""
+    if isinstance(runs, pd.DataFrame):
+        return [run for _, run in runs.groupby("run_id", sort=False)] if "run_id" in runs else [runs]
+    return list(runs)
+
+
+def _no_layer(layer: str | None, quantity: str, frames: list[pd.DataFrame]) -> UserError:
+    """The error for a layer (or, with ``layer=None``, any layer) that has no ``quantity`` data."""
+    layers = {name for f in frames if len(f) for name in f.loc[f["quantity"] == quantity, "layer"]}
+    if layer is None or not layers:
+        return UserError(f"no run has {quantity!r} probe data{f' for layer {layer!r}' if layer else ''}; "
+                         "train with probes (and histograms) enabled")
+    return unknown(f"layer with {quantity!r} data", layer, layers)
+
+
+def _mean_and_band(ax: Axes, series: list[pd.Series], colour: str, style: str, label: str) -> None:
+    """The mean of ``series`` (one per seed, indexed by x) per x as a line; min..max as a band (2+ seeds)."""
+    table = pd.concat(series, axis=1, keys=range(len(series))).sort_index()
+    x = table.index.to_numpy(np.float64)
+    ax.plot(x, table.mean(axis=1).to_numpy(), color=colour, linestyle=style, lw=2, label=label)
+    if len(series) >= 2:
+        ax.fill_between(x, table.min(axis=1).to_numpy(), table.max(axis=1).to_numpy(), color=colour,
+                        alpha=0.15, lw=0)
+
+
+def _legend(fig: Figure, labels: list[str], colours: Mapping[str, str], extra: Sequence[Line2D] = (),
+            patches: bool = False) -> None:
+    """A figure legend of the variants' colours (when more than one) followed by ``extra`` entries."""
+    handles = []
+    if len(labels) > 1:
+        handles = [Patch(color=colours[label], label=_name(label)) if patches
+                   else Line2D([], [], color=colours[label], lw=3, label=_name(label)) for label in labels]
+    handles += extra
+    if handles:
+        fig.legend(handles=handles, loc="outside right upper")
+
+
+def _common_edges(edges: list[np.ndarray], bins: int) -> np.ndarray:
+    """``bins`` equal bins spanning every histogram's range (widened around a single point)."""
+    lo, hi = min(float(e[0]) for e in edges), max(float(e[-1]) for e in edges)
+    if hi <= lo:
+        lo, hi = lo - 0.5 * (abs(lo) or 1.0), hi + 0.5 * (abs(hi) or 1.0)
+    return np.linspace(lo, hi, bins + 1)
+
+
+def _step_bounds(steps: np.ndarray) -> np.ndarray:
+    """Column boundaries around each step: halfway to the neighbours, ends mirrored (±0.5 for one step)."""
+    if len(steps) == 1:
+        return np.array([steps[0] - 0.5, steps[0] + 0.5])
+    middle = (steps[1:] + steps[:-1]) / 2
+    return np.concatenate([[2 * steps[0] - middle[0]], middle, [2 * steps[-1] - middle[-1]]])

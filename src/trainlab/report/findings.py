@@ -1,0 +1,267 @@
+"""Plain-language findings computed from a study's data, each a sentence with the numbers behind it.
+
+Every rule looks at one variant (the runs sharing a label) over its seeds and says how it
+aggregated them. A rule skips a run that lacks its data (no probes, no history), and a variant
+with no run left gets no finding from that rule. Probe rules use every run with probes (a
+diverged run's gradients are evidence too); history rules use finished runs (status ``done``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from trainlab.report.stats import compare, higher_is_better
+
+VANISHING_RATIO = 1e-2  # first/last layer mean |weight gradient| below this: input side learns 100x slower
+EXPLODING_RATIO = 1e2  # ... above this: the input side gets 100x the output layer's gradient
+EXPLODING_GROWTH = 1e3  # gradient norm at the last probed step / at the first above this: blowing up
+DEAD_FRAC = 0.5  # more than half of a layer's units zero for a whole batch: most of the layer does nothing
+NOT_TRAINING_LOSS = 0.95  # final train loss still >= 95% of the first epoch's: the loss barely moved ...
+CHANCE_MARGIN = 0.05  # ... and the final train accuracy within 0.05 of chance (1 / num_classes)
+OVERFIT_RISE = 0.10  # final validation loss more than 10% above its minimum, the train loss lower than then
+
+FIGURES = {  # the id of the report figure that shows each kind of finding (None: no figure shows it)
+    "best_variant": "final_metrics",
+    "divergence": "learning_curves",
+    "not_training": "learning_curves",
+    "vanishing_gradients": "layer_grad_means",
+    "exploding_gradients": "layer_grad_means",
+    "dead_units": None,
+    "overfitting": "learning_curves",
+}
+SPLITS = {"train": "train", "val": "validation", "test": "test"}
+QUANTITIES = {"acc": "accuracy", "loss": "loss"}
+
+
+@dataclass
+class Finding:
+    """One statement: ``text`` is a sentence with its numbers to 3 significant digits, ``numbers`` the
+    unrounded values behind it, ``figure`` the id of the report figure that shows it."""
+
+    kind: str
+    label: str
+    text: str
+    numbers: dict[str, float] = field(default_factory=dict)
+    figure: str | None = None
+
+
+def find(runs: pd.DataFrame, histories: dict[str, pd.DataFrame], probes: dict[str, pd.DataFrame],
+         metric: str = "test_acc", num_classes: int = 10) -> list[Finding]:
+    """All findings: the best variant on ``metric`` first, then each variant's in first-appearance order.
+
+    ``num_classes`` sets chance accuracy (``1 / num_classes``) for the not-training rule.
+    """
+    findings = _best_variant(runs, metric)
+    for label, group in runs.groupby("label", sort=False, dropna=False):
+        probed = [probes[r] for r in group["run_id"] if r in probes and len(probes[r])]
+        done = group.loc[group["status"] == "done", "run_id"]
+        curves = [histories[r] for r in done if r in histories and len(histories[r])]
+        findings += _divergence(label, group)
+        if curves:
+            curve = _mean_curve(curves)
+            findings += _not_training(label, curve, len(curves), num_classes)
+            findings += _overfitting(label, curve, len(curves))
+        if probed:
+            findings += _gradients(label, probed)
+            findings += _dead_units(label, probed)
+    return findings
+
+
+# ----------------------------------------------------------------------------- per-run measures
+def parameterised_layers(probe: pd.DataFrame) -> list[str]:
+    """Layers with a weight gradient in first-appearance order: the network from input to output."""
+    return list(_select(probe, "grad", tensor="weight")["layer"].unique())
+
+
+def gradient_ratio(probe: pd.DataFrame) -> float:
+    """Median over probed steps of mean |weight gradient| of the first parameterised layer / the last's.
+
+    NaN with fewer than two parameterised layers.
+    """
+    layers = parameterised_layers(probe)
+    if len(layers) < 2:
+        return math.nan
+    grads = _select(probe, "grad", "abs_mean", "weight")
+    first, last = (grads[grads["layer"] == layer].set_index("step")["value"]
+                   for layer in (layers[0], layers[-1]))
+    return float((first / last).median())
+
+
+def gradient_growth(probe: pd.DataFrame) -> float:
+    """Gradient norm over all parameters at the last probed step / at the first (NaN with one step)."""
+    norms = _select(probe, "grad", "norm")
+    total = norms.groupby("step")["value"].apply(lambda v: math.sqrt(float(np.sum(v.to_numpy() ** 2))))
+    return float(total.iloc[-1] / total.iloc[0]) if len(total) >= 2 else math.nan
+
+
+def dead_fractions(probe: pd.DataFrame) -> pd.Series:
+    """Each activation layer's ``dead_frac`` at the last probed step that has one, in forward order."""
+    dead = _select(probe, "activation", "dead_frac")
+    return dead[dead["step"] == dead["step"].max()].set_index("layer")["value"]
+
+
+# ----------------------------------------------------------------------------- rules
+def _best_variant(runs: pd.DataFrame, metric: str) -> list[Finding]:
+    if metric not in runs.columns:
+        return []
+    done = runs[(runs["status"] == "done") & runs[metric].notna()]
+    if done["label"].nunique(dropna=False) < 2:
+        return []
+    c = compare(runs, metric)
+    words = f"{'highest' if higher_is_better(metric) else 'lowest'} mean {_metric_words(metric)}"
+    text = (f"{_name(c.best)} has the {words}, {_value(c.best_mean, c.best_ci)} vs "
+            f"{_name(c.runner_up)} {_value(c.runner_up_mean, c.runner_up_ci)}")
+    numbers = {"best_mean": c.best_mean, "best_ci": c.best_ci, "best_n": float(c.best_n),
+               "runner_up_mean": c.runner_up_mean, "runner_up_ci": c.runner_up_ci,
+               "runner_up_n": float(c.runner_up_n)}
+    if c.p_value is not None:  # both variants have an interval
+        seeds = _seeds(c.best_n) if c.best_n == c.runner_up_n else f"{c.best_n} and {c.runner_up_n} seeds"
+        text += f" ({c.confidence:.0%} CI over {seeds})"
+        if not math.isnan(c.p_value):  # NaN: both samples constant
+            text += f", p={_g(c.p_value)}"
+            numbers["p_value"] = c.p_value
+    text += ": distinguishable." if c.distinguishable else f"; {c.reason}: not distinguishable."
+    return [Finding("best_variant", c.best, text, numbers, FIGURES["best_variant"])]
+
+
+def _divergence(label: str, group: pd.DataFrame) -> list[Finding]:
+    diverged = group[group["status"] == "diverged"]
+    if diverged.empty:
+        return []
+    text = f"{_name(label)}: {len(diverged)} of {len(group)} runs diverged"
+    numbers = {"diverged": float(len(diverged)), "runs": float(len(group))}
+    if "diverged_step" in group.columns:
+        steps = sorted(int(s) for s in diverged["diverged_step"].dropna())
+        if steps:
+            text += f" (at step{'s' if len(steps) > 1 else ''} {', '.join(map(str, steps))})"
+            numbers["earliest_step"] = float(steps[0])
+    return [Finding("divergence", label, text + ".", numbers, FIGURES["divergence"])]
+
+
+def _not_training(label: str, curve: pd.DataFrame, n: int, num_classes: int) -> list[Finding]:
+    if len(curve) < 2 or not {"train_loss", "train_acc"} <= set(curve.columns):
+        return []
+    first, final = curve["train_loss"].iloc[0], curve["train_loss"].iloc[-1]
+    acc, chance = curve["train_acc"].iloc[-1], 1 / num_classes
+    ratio = final / first
+    if not (ratio >= NOT_TRAINING_LOSS and abs(acc - chance) <= CHANCE_MARGIN):
+        return []
+    text = (f"{_name(label)}: not training: the final train loss {_g(final)} is {_g(ratio)} of the first "
+            f"epoch's {_g(first)} and the final train accuracy {_g(acc)} is within {CHANCE_MARGIN:g} of "
+            f"chance ({_g(chance)}) (means over {_seeds(n)}).")
+    numbers = {"first_train_loss": first, "final_train_loss": final, "loss_ratio": ratio,
+               "final_train_acc": acc, "chance": chance, "seeds": float(n)}
+    return [Finding("not_training", label, text, numbers, FIGURES["not_training"])]
+
+
+def _overfitting(label: str, curve: pd.DataFrame, n: int) -> list[Finding]:
+    if len(curve) < 2 or "val_loss" not in curve.columns:
+        return []
+    if curve[["val_loss", "train_loss"]].isna().any(axis=None):
+        return []
+    val, train = curve["val_loss"], curve["train_loss"]
+    best = val.idxmin()
+    rise = val.iloc[-1] / val[best] - 1
+    if not (rise > OVERFIT_RISE and train.iloc[-1] < train[best]):
+        return []
+    gap_min, gap_end = val[best] - train[best], val.iloc[-1] - train.iloc[-1]
+    text = (f"{_name(label)}: overfitting: the validation loss is lowest at epoch {best} ({_g(val[best])}) "
+            f"and ends {_g(100 * rise)}% higher ({_g(val.iloc[-1])}) while the train loss keeps falling "
+            f"({_g(train[best])} to {_g(train.iloc[-1])}); the validation-train loss gap grows from "
+            f"{_g(gap_min)} to {_g(gap_end)} (mean curves over {_seeds(n)}).")
+    numbers = {"min_epoch": float(best), "val_loss_min": val[best], "val_loss_final": val.iloc[-1],
+               "rise": rise, "train_loss_at_min": train[best], "train_loss_final": train.iloc[-1],
+               "gap_at_min": gap_min, "gap_final": gap_end, "seeds": float(n)}
+    return [Finding("overfitting", label, text, numbers, FIGURES["overfitting"])]
+
+
+def _gradients(label: str, probed: list[pd.DataFrame]) -> list[Finding]:
+    ratios = [r for r in map(gradient_ratio, probed) if not math.isnan(r)]
+    growths = [g for g in map(gradient_growth, probed) if not math.isnan(g)]
+    name, out, reasons, numbers = _name(label), [], [], {}
+    if ratios:
+        ratio = float(np.median(ratios))
+        first, *_, last = next(ls for ls in map(parameterised_layers, probed) if len(ls) >= 2)
+        described = (f"first-to-last layer gradient ratio {_g(ratio)} (mean |weight gradient| of {first} / "
+                     f"{last}, median over {_seeds(len(ratios))})")
+        if ratio < VANISHING_RATIO:
+            out.append(Finding("vanishing_gradients", label,
+                               f"{name}: vanishing gradients: {described} is below {VANISHING_RATIO:g}.",
+                               {"ratio": ratio, "seeds": float(len(ratios))}, FIGURES["vanishing_gradients"]))
+        elif ratio > EXPLODING_RATIO:
+            reasons.append(f"{described} is above {EXPLODING_RATIO:g}")
+            numbers |= {"ratio": ratio, "seeds": float(len(ratios))}
+    if growths and (growth := float(np.median(growths))) > EXPLODING_GROWTH:
+        reasons.append(f"the gradient norm grew {_g(growth)}x from the first to the last probed step "
+                       f"(median over {_seeds(len(growths))})")
+        numbers |= {"growth": growth, "growth_seeds": float(len(growths))}
+    if reasons:
+        out.append(Finding("exploding_gradients", label,
+                           f"{name}: exploding gradients: {'; '.join(reasons)}.",
+                           numbers, FIGURES["exploding_gradients"]))
+    return out
+
+
+def _dead_units(label: str, probed: list[pd.DataFrame]) -> list[Finding]:
+    fractions = [f for f in map(dead_fractions, probed) if len(f)]
+    if not fractions:
+        return []
+    mean = pd.concat(fractions, axis=1).mean(axis=1)
+    above = mean[mean > DEAD_FRAC]
+    if above.empty:
+        return []
+    layer = above.idxmax()
+    text = (f"{_name(label)}: dead units: {_g(above[layer])} of the units of {layer} are zero for a whole "
+            f"batch at the last probed step (mean over {_seeds(len(fractions))})")
+    if len(above) > 1:
+        text += f"; {len(above) - 1} more layer{'s' if len(above) > 2 else ''} above {DEAD_FRAC:g}"
+    numbers = {"dead_frac": float(above[layer]), "layers_above": float(len(above)),
+               "seeds": float(len(fractions))}
+    return [Finding("dead_units", label, text + ".", numbers, FIGURES["dead_units"])]
+
+
+# ----------------------------------------------------------------------------- helpers
+def _select(probe: pd.DataFrame, quantity: str, stat: str | None = None,
+            tensor: str | None = None) -> pd.DataFrame:
+    """A probe frame's rows of one quantity, optionally of one stat and one tensor."""
+    keep = probe["quantity"] == quantity
+    if stat is not None:
+        keep &= probe["stat"] == stat
+    if tensor is not None:
+        keep &= probe["tensor"] == tensor
+    return probe[keep]
+
+
+def _mean_curve(histories: list[pd.DataFrame]) -> pd.DataFrame:
+    """Per-epoch means over runs (index: epoch), up to the last epoch that every run reached."""
+    last = min(h["epoch"].max() for h in histories)
+    return pd.concat([h[h["epoch"] <= last] for h in histories]).groupby("epoch").mean(numeric_only=True)
+
+
+def _g(x: float) -> str:
+    """A number to 3 significant digits."""
+    return f"{x:.3g}"
+
+
+def _value(mean: float, ci: float) -> str:
+    return _g(mean) if math.isnan(ci) else f"{_g(mean)} ± {_g(ci)}"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _name(label) -> str:
+    """A variant's name in a sentence: the base variant's label is empty."""
+    return str(label) if label != "" else "base"
+
+
+def _metric_words(metric: str) -> str:
+    split, _, quantity = metric.partition("_")
+    if split in SPLITS and quantity in QUANTITIES:
+        return f"{SPLITS[split]} {QUANTITIES[quantity]}"
+    return metric.replace("_", " ")

@@ -1,0 +1,187 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from trainlab.analysis.equivariance import (
+    EQUIVARIANCE_COLUMNS,
+    equivariance,
+    plot_equivariance,
+    rotate,
+    shift,
+)
+from trainlab.errors import UserError
+from trainlab.models.registry import create_model
+
+
+def circular_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(),
+        nn.Conv2d(4, 4, 5, padding=2, padding_mode="circular"), nn.ReLU(inplace=True),
+        nn.Conv2d(4, 3, 3, padding=1, padding_mode="circular"),
+    )
+
+
+def no_hooks(model):
+    return all(not (m._forward_pre_hooks or m._forward_hooks) for m in model.modules())
+
+
+def test_shift_and_rotate():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    moved = shift(x, 1, -2)
+    assert torch.equal(moved[0, 0, 1:, :2], x[0, 0, :2, 2:])
+    assert moved[0, 0, 0].abs().sum() == 0 and moved[0, 0, :, 2:].abs().sum() == 0
+    assert torch.equal(shift(x, 1, -2, circular=True), torch.roll(x, (1, -2), dims=(2, 3)))
+    assert torch.equal(shift(shift(x, 2, 3, circular=True), -2, -3, circular=True), x)
+    assert shift(x, 3, 0).abs().sum() == 0
+    square = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    assert torch.equal(rotate(square, 1), torch.tensor([[2.0, 4.0], [1.0, 3.0]]))  # counter-clockwise
+    assert torch.equal(rotate(x, 4), x) and torch.equal(rotate(x, 1.0), rotate(x, 1))
+    half = rotate(torch.ones(1, 1, 9, 9), 0.5)  # 45 degrees: the centre stays, the corners go dark
+    assert half[0, 0, 4, 4] == pytest.approx(1) and half[0, 0, 0, 0] == 0
+
+
+def test_circular_convolutions_are_exactly_shift_equivariant():
+    model, x = circular_net(), torch.randn(3, 2, 12, 12)
+    result = equivariance(model, x, "shift", (3, -5), circular=True)
+    assert list(result.frame.columns) == EQUIVARIANCE_COLUMNS
+    assert list(result.frame.layer) == ["0", "2", "4"] and not result.skipped
+    assert (result.frame.relative_error < 1e-6).all() and (result.frame.error < 1e-6).all()
+    assert all(m.shape == (12, 12) and m.max() < 1e-6 for m in result.maps.values())
+    with torch.no_grad():  # the features as the layer gave them, before the in-place ReLU after it
+        torch.testing.assert_close(result.features["2"][1], torch.roll(model[:3](x)[0], (3, -5), dims=(1, 2)))
+    actual, expected = result.features["4"]
+    assert actual.shape == (3, 12, 12) and (actual - expected).abs().max() < 1e-6
+    # not vacuous: the features are not shift-invariant themselves
+    assert (expected - torch.roll(expected, (3, -5), dims=(1, 2))).abs().max() > 1e-2
+
+
+def test_random_kernels_are_not_rotation_equivariant():
+    result = equivariance(circular_net(), torch.randn(3, 2, 12, 12), "rotate", 1)
+    assert (result.frame.relative_error > 0.05).all()
+    assert list(result.frame.amount) == [1, 1, 1]
+
+
+def test_rotation_invariant_kernels_are_rotation_equivariant():
+    model = circular_net()
+    with torch.no_grad():
+        for conv in model[::2]:
+            conv.weight.copy_(sum(torch.rot90(conv.weight, k, dims=(2, 3)) for k in range(4)))
+    result = equivariance(model, torch.randn(3, 2, 12, 12), "rotate", 1)
+    assert (result.frame.relative_error < 1e-5).all()
+    assert (equivariance(model, torch.randn(3, 2, 12, 12), "rotate", 0.5).frame.relative_error > 1e-3).all()
+
+
+def test_zero_padding_and_zero_fill_err_only_at_the_border():
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 2, 3, padding=1))
+    x = torch.randn(4, 1, 16, 16)
+    result = equivariance(model, x, "shift", (2, 3))
+    for name, margin in [("0", 1), ("2", 2)]:
+        error_map = result.maps[name]
+        assert error_map[2 + margin : -margin, 3 + margin : -margin].max() < 1e-6  # interior
+        assert error_map[:2].min() > 1e-3 and error_map[:, :3].min() > 1e-3  # where zeros came in
+        assert error_map[-1, 4:-1].min() > 1e-3  # where the shifted image met the zero padding
+    # the first layer's numbers, computed directly
+    conv = model[0]
+    with torch.no_grad():
+        difference = (conv(shift(x, 2, 3)) - shift(conv(x), 2, 3)).abs()
+        torch.testing.assert_close(result.maps["0"], difference.mean((0, 1)))
+        row = result.frame.set_index("layer").loc["0"]
+        assert row.error == pytest.approx(difference.mean().item(), rel=1e-5)
+        relative = difference.mean() / conv(x).abs().mean()
+        assert row.relative_error == pytest.approx(relative.item(), rel=1e-5)
+
+
+def strided_net():
+    torch.manual_seed(6)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular"), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 4, 3, stride=2, padding=1, padding_mode="circular"), nn.ReLU(),
+        nn.Conv2d(4, 2, 3, padding=1, padding_mode="circular"),
+    )
+
+
+def test_strided_and_pooled_layers_are_equivariant_to_shifts_by_their_stride():
+    model, x = strided_net(), torch.randn(2, 1, 16, 16)
+    result = equivariance(model, x, "shift", (4, -8), layers=["0", "2", "3", "5"], circular=True)
+    assert list(result.frame.layer) == ["0", "2", "3", "5"]
+    assert (result.frame.error < 1e-6).all()
+    assert [m.shape for m in result.maps.values()] == [(16, 16), (8, 8), (4, 4), (4, 4)]
+    odd = equivariance(model, x, "shift", 2, circular=True)
+    assert list(odd.frame.layer) == ["0"] and (odd.frame.error < 1e-6).all()
+    assert set(odd.skipped) == {"3", "5"} and "stride 4x4" in odd.skipped["3"]
+
+
+def test_cnn_from_create_model_stops_before_the_dense_layers():
+    torch.manual_seed(7)
+    spec = {"kind": "cnn", "fc": [8], "blocks": [
+        {"channels": 3, "pool": "max", "padding_mode": "circular"},
+        {"channels": 4, "stride": 2, "padding_mode": "circular"},
+    ]}
+    model = create_model(spec, (1, 16, 16), 3)
+    ran = []
+    model.fc1.register_forward_hook(lambda *args: ran.append(1))
+    result = equivariance(model, torch.randn(2, 1, 16, 16), "shift", 4, circular=True)
+    assert list(result.frame.layer) == ["conv1", "conv2"] and (result.frame.error < 1e-6).all()
+    assert not ran
+    # a rotated non-square input would not fit the dense layers, which never run
+    wide = create_model(spec, (1, 8, 16), 3)
+    assert len(equivariance(wide, torch.randn(2, 1, 8, 16), "rotate", 1).frame) == 2
+
+
+def test_eval_mode_used_then_restored_and_hooks_removed():
+    torch.manual_seed(8)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular"), nn.BatchNorm2d(4), nn.Dropout(0.5),
+        nn.Conv2d(4, 2, 3, padding=1, padding_mode="circular"),
+    ).train()
+    stats = model[1].running_mean.clone()
+    result = equivariance(model, torch.randn(2, 1, 10, 10), "shift", (1, 2), circular=True)
+    assert (result.frame.error < 1e-6).all()  # dropout was off
+    assert all(m.training for m in model.modules())
+    assert torch.equal(model[1].running_mean, stats)
+    assert no_hooks(model)
+    model.eval()
+    equivariance(model, torch.randn(2, 1, 10, 10))
+    assert not any(m.training for m in model.modules())
+
+
+def test_mistakes_leave_no_hooks():
+    model = circular_net()
+    with pytest.raises(UserError, match="layer"):
+        equivariance(model, torch.randn(1, 2, 8, 8), layers=["0", "nine"])
+    with pytest.raises(UserError, match="transform"):
+        equivariance(model, torch.randn(1, 2, 8, 8), "flip")
+    with pytest.raises(UserError, match="Conv2d"):
+        equivariance(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), torch.randn(1, 1, 2, 2))
+    bad = nn.Sequential(nn.Conv2d(2, 2, 3), nn.Flatten(), nn.Linear(3, 2))  # fails after the hooked layer
+    with pytest.raises(RuntimeError):
+        equivariance(bad, torch.randn(1, 2, 8, 8), layers=["0", "2"])
+    assert no_hooks(model) and no_hooks(bad) and bad.training
+
+
+def test_flatten_output_is_skipped_with_a_reason():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Flatten(), nn.Linear(32, 2))
+    result = equivariance(model, torch.randn(2, 1, 4, 4), "shift", 1, layers=["0", "1"])
+    assert list(result.frame.layer) == ["0"] and "not N x C x H x W" in result.skipped["1"]
+
+
+def test_plot_equivariance_panels():
+    result = equivariance(circular_net(), torch.randn(2, 2, 12, 12), "shift", (3, 0))
+    image = (torch.rand(12, 12) * 255).to(torch.uint8)
+    fig = plot_equivariance(result, image=image[None])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert fig._suptitle.get_text() == "Equivariance to a shift by (3, 0)"
+    assert titles[:2] == ["input", "transformed input"]
+    assert titles[3:6] == ["0: features of transformed input", "0: transformed features",
+                           f"mean |difference| (relative {result.frame.relative_error[0]:.2g})"]
+    shown = np.asarray(fig.axes[1].images[0].get_array())
+    np.testing.assert_allclose(shown[3:], image[:-3].numpy() / 255.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(fig.axes[5].images[0].get_array()), result.maps["0"].numpy())
+    one = plot_equivariance(result, channel=1)
+    actual = result.features["0"][0][1].numpy()
+    np.testing.assert_allclose(np.asarray(one.axes[0].images[0].get_array()), actual)

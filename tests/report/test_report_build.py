@@ -1,0 +1,157 @@
+import base64
+import io
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import stats
+
+from trainlab.cli import main
+from trainlab.report import build_report
+from trainlab.report.build import DEFAULT_SECTIONS
+from trainlab.study import run_study
+
+STUDY = {
+    "name": "depth-activation",
+    "question": "Does the activation decide whether a deep MLP trains?",
+    "base": {"data": {"name": "digits"}, "model": {"kind": "mlp", "hidden": [32] * 6},
+             "train": {"epochs": 3, "batch_size": 64, "lr": 0.003},
+             "probes": {"embeddings_at": [0, 3], "embedding_samples": 150}},
+    "vary": {"model.activation": ["sigmoid", "relu"]},
+    "seeds": 3,
+    "report": [*DEFAULT_SECTIONS, "gradient_norms", {"analyses": {"what": ["embeddings", "confusion"]}}],
+}
+SECTION_TITLES = ["Question", "What varies", "Findings", "Final metrics", "Learning curves", "Gradient distributions",
+                  "Gradients and weights across depth", "Histograms over time", "Runtime", "Models",
+                  "Gradient norm during training", "What the networks learned"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    result = run_study(STUDY, store=store)
+    files = build_report(STUDY, store=store)
+    return result, files, store
+
+
+def _images(html: str) -> list[bytes]:
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', html)]
+
+
+def test_every_section_is_present_and_every_image_decodes(report):
+    _, files, _ = report
+    html = files.html.read_text()
+    for title in SECTION_TITLES:
+        assert f"<h2>{title}</h2>" in html, title
+    images = _images(html)
+    assert len(images) == 11  # 1 final metrics + 1 curves + 1 distributions + 2 depth + 2 over time + 1 runtime + 1 norms + 2 analyses
+    for png in images:
+        with Image.open(io.BytesIO(png)) as image:
+            image.load()
+            assert image.format == "PNG" and image.size[0] >= 500
+    assert "src=\"http" not in html and "<link" not in html  # self-contained: opens offline
+
+    markdown = files.markdown.read_text()
+    linked = re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\)", markdown)
+    assert sorted(linked) == sorted(p.name for p in files.figures.iterdir())
+    assert len(linked) == len(images)
+    for title in SECTION_TITLES:
+        assert f"## {title}" in markdown
+
+
+def test_confidence_intervals_equal_a_direct_computation(report):
+    result, files, _ = report
+    html = files.html.read_text()
+    for label in ("activation=sigmoid", "activation=relu"):
+        values = result.runs.loc[result.runs["label"] == label, "test_acc"].to_numpy()
+        n = len(values)
+        half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
+        assert f"{values.mean():.4f} ± {half:.4f}" in html
+
+
+def test_vanishing_gradients_found_for_the_deep_sigmoid_mlp_only(report):
+    _, files, _ = report
+    findings = files.html.read_text().split("<h2>Findings</h2>")[1].split("</section>")[0]
+    vanishing = [p for p in re.findall(r"<p>(.*?)</p>", findings) if "vanishing gradients" in p]
+    assert len(vanishing) == 1 and vanishing[0].startswith("activation=sigmoid")
+    ratio = float(re.search(r"gradient ratio ([0-9.e+-]+)", vanishing[0]).group(1))
+    assert ratio < 1e-2
+    assert 'href="#fig-layer-grad-means"' in vanishing[0] and 'id="fig-layer-grad-means"' in files.html.read_text()
+
+
+def test_cli_report_compares_two_studies_side_by_side(report, tmp_path, capsys):
+    _, _, store = report
+    other = {**STUDY, "name": "wider", "base": {**STUDY["base"], "model": {"kind": "mlp", "hidden": [64] * 2}},
+             "seeds": 1, "report": []}
+    run_study(other, store=store)
+    path_a, path_b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    import yaml
+
+    path_a.write_text(yaml.safe_dump(STUDY))
+    path_b.write_text(yaml.safe_dump(other))
+    out = tmp_path / "both"
+    assert main(["report", str(path_a), str(path_b), "--store", str(store), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    for label in ("depth-activation: activation=relu", "wider: activation=sigmoid"):
+        assert label in html
+
+
+def test_a_failed_build_leaves_the_previous_report(report, monkeypatch):
+    _, files, store = report
+    before = files.html.read_bytes()
+    from trainlab.report import build
+
+    def broken(data, options):
+        raise RuntimeError("figure failed")
+    monkeypatch.setitem(build.SECTIONS, "runtime", ("Runtime", broken))
+    with pytest.raises(RuntimeError):
+        build_report(STUDY, store=store)
+    assert files.html.read_bytes() == before
+    assert not [p for p in Path(files.html).parent.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_unknown_report_section_is_a_user_error(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**STUDY, "report": ["findings", "learning_curve"]}))
+    assert main(["report", str(path), "--store", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "learning_curve" in err and "did you mean 'learning_curves'" in err
+    path.write_text(yaml.safe_dump(STUDY))
+    assert main(["report", str(path), "--store", str(tmp_path)]) == 2
+    assert "has no runs in store" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
+
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not installed")
+def test_html_loads_in_headless_chromium_without_errors_or_broken_images(report):
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    _, files, _ = report
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        driver.get(files.html.resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+        title = driver.title
+    finally:
+        driver.quit()
+    assert title == "Study report: depth-activation"
+    assert len(images) == len(_images(files.html.read_text())) == 11
+    assert all(complete and width > 0 and height > 0 for complete, width, height in images)
+    assert errors == []

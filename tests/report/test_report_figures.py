@@ -1,0 +1,267 @@
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.colors import LogNorm, to_rgba
+from matplotlib.container import BarContainer
+from PIL import Image
+
+from trainlab.errors import UserError
+from trainlab.report.figures import (
+    final_metrics, gradient_distributions, histograms_over_time, layer_means, learning_curves, palette, rebin,
+    runtime, stat_over_time,
+)
+
+LABELS = ["relu", "tanh"]
+LAYERS = ["features.conv", "block.fc", "a_head"]  # forward order, deliberately not alphabetical
+
+
+def _history(rng, epochs=5):
+    frame = pd.DataFrame({"epoch": np.arange(1, epochs + 1)})
+    for split in ("train", "val", "test"):
+        frame[f"{split}_loss"] = rng.uniform(0.5, 2.0, epochs)
+        frame[f"{split}_acc"] = rng.uniform(0.2, 0.9, epochs)
+    return frame
+
+
+def _histories(seeds=(3, 2)):
+    rng = np.random.default_rng(0)
+    return {label: [_history(rng) for _ in range(n)] for label, n in zip(LABELS, seeds)}
+
+
+def _probes(rng, layers=LAYERS, steps=(0, 10, 20), scale=1.0):
+    rows = [(step, layer, tensor, quantity, stat, scale * rng.lognormal())
+            for step in steps for layer in layers for tensor in ("weight", "bias")
+            for quantity in ("grad", "weight") for stat in ("norm", "abs_mean", "mean")]
+    return pd.DataFrame(rows, columns=["step", "layer", "tensor", "quantity", "stat", "value"])
+
+
+def _histograms(rng, layers=LAYERS, steps=(0, 10, 20), scale=1.0, bins=16):
+    rows = []
+    for step in steps:
+        for layer in layers:
+            x = rng.normal(0, scale * (1 + step / 10), 500)
+            counts, edges = np.histogram(x, bins=bins, range=(x.min(), x.max()))
+            rows.append((step, layer, "weight", "grad", counts.astype(np.float32), edges.astype(np.float32)))
+    return pd.DataFrame(rows, columns=["step", "layer", "tensor", "quantity", "counts", "edges"])
+
+
+def _summary():
+    return pd.DataFrame({"label": LABELS, "test_acc_mean": [0.81, 0.74], "test_acc_ci": [0.03, np.nan]})
+
+
+def _runs():
+    return pd.DataFrame({
+        "run_id": ["a", "b", "c", "d", "e"], "label": ["relu", "relu", "relu", "tanh", "tanh"],
+        "seed": [0, 1, 2, 0, 1], "status": ["done"] * 5,
+        "wall_time": [10.0, 12.0, 14.0, 30.0, np.nan],
+        "samples_per_s": [1000.0, 1100.0, 1200.0, 400.0, 410.0],
+    })
+
+
+def _bars(ax):
+    (container,) = [c for c in ax.containers if isinstance(c, BarContainer)]
+    return container
+
+
+def _same_colour(a, b):
+    return np.allclose(to_rgba(a), to_rgba(b))
+
+
+def test_palette_is_stable_and_distinct():
+    colours = palette(LABELS)
+    assert colours == palette(LABELS) == palette(LABELS + ["relu"])
+    assert list(colours) == LABELS
+    assert palette(["tanh", "relu"])["tanh"] == colours["relu"]  # by order, not by name
+    for n in (10, 20):
+        assert len(set(palette([f"v{i}" for i in range(n)]).values())) == n
+
+
+def test_a_variant_has_the_same_colour_in_learning_curves_and_final_metrics():
+    colours = palette(LABELS)
+    curves = learning_curves(_histories(), colours)
+    bars = final_metrics(_summary(), colours)
+    for label in LABELS:
+        lines = [line for ax in curves.axes for line in ax.get_lines()
+                 if line.get_label().startswith(label + " ")]
+        assert len(lines) == 6  # 3 splits x 2 panels
+        assert all(_same_colour(line.get_color(), colours[label]) for line in lines)
+    patches = _bars(bars.axes[0]).patches
+    for label, patch in zip(LABELS, patches):
+        assert _same_colour(patch.get_facecolor(), colours[label])
+    assert not _same_colour(colours["relu"], colours["tanh"])
+
+
+def test_learning_curve_lines_are_the_mean_over_seeds_with_split_styles():
+    histories = _histories()
+    fig = learning_curves(histories, palette(LABELS))
+    acc = next(ax for ax in fig.axes if ax.get_ylabel() == "accuracy")
+    lines = {line.get_label(): line for line in acc.get_lines()}
+    for label in LABELS:
+        for split, style in (("train", "--"), ("val", ":"), ("test", "-")):
+            x, y = lines[f"{label} {split}"].get_data()
+            expected = np.mean([h[f"{split}_acc"].to_numpy() for h in histories[label]], axis=0)
+            np.testing.assert_allclose(x, np.arange(1, 6))
+            np.testing.assert_allclose(y, expected)
+            assert lines[f"{label} {split}"].get_linestyle() == style
+    assert len(acc.collections) == 6  # a min-max band per variant and split: every variant has >= 2 seeds
+
+
+def test_learning_curves_band_needs_two_seeds_and_missing_splits_are_skipped():
+    histories = {"only": [_history(np.random.default_rng(1)).drop(columns=["val_loss", "val_acc"])]}
+    fig = learning_curves(histories, palette(["only"]), metrics=("acc",))
+    (ax,) = fig.axes
+    assert sorted(line.get_label() for line in ax.get_lines()) == ["only test", "only train"]
+    assert not ax.collections
+    with pytest.raises(UserError):
+        learning_curves(histories, palette(["only"]), metrics=("f1",))
+
+
+def test_final_metrics_bars_and_error_bars_equal_the_summary():
+    summary = _summary()
+    ax = final_metrics(summary, palette(LABELS)).axes[0]
+    container = _bars(ax)
+    np.testing.assert_allclose([p.get_height() for p in container.patches], summary["test_acc_mean"])
+    segments = container.errorbar.lines[2][0].get_segments()
+    (_, lo), (_, hi) = segments[0]
+    assert hi - lo == pytest.approx(2 * 0.03) and (hi + lo) / 2 == pytest.approx(0.81)
+    assert len(segments[1]) == 0  # NaN ci: no error bar
+    assert [t.get_text() for t in ax.get_xticklabels()] == LABELS
+
+
+def test_rebin_conserves_totals_and_is_exact_on_identical_edges():
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 50, 16).astype(float)
+    edges = np.sort(rng.uniform(-1, 1, 17))
+    np.testing.assert_array_equal(rebin(counts, edges, edges), counts)
+    wider = np.linspace(edges[0] - 0.3, edges[-1] + 0.1, 23)
+    assert rebin(counts, edges, wider).sum() == pytest.approx(counts.sum())
+    np.testing.assert_allclose(rebin([4.0], [0.0, 1.0], [0.0, 0.25, 1.0]), [1.0, 3.0])  # uniform within a bin
+    np.testing.assert_allclose(rebin([6.0], [0.3, 0.3], [0.0, 0.25, 1.0]), [0.0, 6.0])  # a point mass
+    np.testing.assert_allclose(rebin([2.0, 2.0], [0.0, 1.0, 2.0], [0.5, 1.5]), [2.0])  # outside drops
+
+
+def test_layer_means_lines_equal_the_groupby_mean_in_forward_order():
+    rng = np.random.default_rng(0)
+    probes = {"relu": [_probes(rng), _probes(rng)], "tanh": [_probes(rng, scale=100.0)]}
+    ax = layer_means(probes, palette(LABELS)).axes[0]
+    for label, line in zip(LABELS, ax.get_lines()):
+        rows = pd.concat(probes[label])
+        rows = rows[(rows.quantity == "grad") & (rows.tensor == "weight") & (rows.stat == "abs_mean")]
+        expected = rows.groupby("layer")["value"].mean()[LAYERS]
+        x, y = line.get_data()
+        np.testing.assert_array_equal(x, [1, 2, 3])
+        np.testing.assert_allclose(y, expected.to_numpy())
+        assert line.get_label() == label
+    assert [t.get_text() for t in ax.get_xticklabels()] == LAYERS
+    assert ax.get_yscale() == "log"
+
+
+def test_layer_means_of_different_depths_use_layer_indices():
+    rng = np.random.default_rng(0)
+    probes = {"deep": [_probes(rng, layers=["l1", "l2", "l3", "l4"])],
+              "shallow": [_probes(rng, layers=["l1", "out"])]}
+    ax = layer_means(probes, palette(probes), stat="mean").axes[0]
+    assert [len(line.get_xdata()) for line in ax.get_lines()] == [4, 2]
+    assert "out" not in [t.get_text() for t in ax.get_xticklabels()]
+
+
+def test_stat_over_time_is_the_mean_over_seeds_per_step():
+    rng = np.random.default_rng(0)
+    probes = {"relu": [_probes(rng), _probes(rng)], "tanh": [_probes(rng, layers=["other"])]}
+    ax = stat_over_time(probes, palette(LABELS), layer="block.fc").axes[0]
+    (line,) = ax.get_lines()  # tanh has no such layer
+    values = [p[(p.layer == "block.fc") & (p.tensor == "weight") & (p.quantity == "grad")
+                & (p.stat == "norm")].value.to_numpy() for p in probes["relu"]]
+    np.testing.assert_allclose(line.get_ydata(), np.mean(values, axis=0))
+    np.testing.assert_array_equal(line.get_xdata(), [0, 10, 20])
+    with pytest.raises(UserError, match="block.fc"):
+        stat_over_time(probes, palette(LABELS), layer="block.fx")
+
+
+def test_gradient_distributions_merge_seeds_at_the_last_step_of_the_first_layer():
+    rng = np.random.default_rng(0)
+    hists = {"relu": [_histograms(rng), _histograms(rng)], "tanh": [_histograms(rng, scale=2.0)]}
+    fig = gradient_distributions(hists, palette(LABELS))
+    (ax,) = fig.axes  # similar scales: one shared value axis
+    steps = [p for p in ax.patches]
+    assert len(steps) == 2
+    for patch in steps:
+        values, edges, _ = patch.get_data()
+        assert np.sum(values * np.diff(edges)) == pytest.approx(1.0)
+        assert "features.conv, step 20" in patch.get_label()
+    seeds = [h[(h.layer == "features.conv") & (h.step == 20)].iloc[0] for h in hists["relu"]]
+    values, edges, _ = steps[0].get_data()
+    assert edges[0] == pytest.approx(min(s.edges[0] for s in seeds))
+    assert edges[-1] == pytest.approx(max(s.edges[-1] for s in seeds))
+    assert values.sum() * np.diff(edges)[0] * 1000 == pytest.approx(sum(s.counts.sum() for s in seeds))
+
+
+def test_gradient_distributions_use_one_panel_per_variant_when_scales_differ():
+    rng = np.random.default_rng(0)
+    hists = {"relu": _histograms(rng), "tanh": _histograms(rng, scale=1e-3)}
+    assert len(gradient_distributions(hists, palette(LABELS)).axes) == 2
+    assert len(gradient_distributions(hists, palette(LABELS), separate=False).axes) == 1
+    fig = gradient_distributions(hists, palette(LABELS), layer="a_head")
+    assert all("a_head" in ax.get_title() for ax in fig.axes)
+
+
+def test_histograms_over_time_draws_each_step_over_its_own_edges_in_log_colour():
+    hist = _histograms(np.random.default_rng(0))
+    ax = histograms_over_time(hist, "block.fc").axes[0]
+    mesh = ax.collections[0]
+    assert isinstance(mesh.norm, LogNorm)
+    rows = hist[hist.layer == "block.fc"]
+    coords = mesh.get_coordinates()  # (bins + 1, 2 * steps, 2): each step a (left, right) pair of columns
+    for i, (counts, edges) in enumerate(zip(rows.counts, rows.edges)):
+        np.testing.assert_allclose(coords[:, 2 * i, 1], edges)  # each step over its own edges
+        column = mesh.get_array()[:, 2 * i]
+        np.testing.assert_allclose(column.filled(0) * np.diff(edges) * counts.sum(), counts, rtol=1e-5)
+        assert column.mask.sum() == (counts == 0).sum()  # empty bins are blank
+    assert mesh.get_array()[:, 1::2].mask.all()  # the zero-width gaps between steps
+    np.testing.assert_allclose(coords[0, [0, -1], 0], [-5, 25])
+    with pytest.raises(UserError, match="block.fc"):
+        histograms_over_time(hist, "block.fcc")
+
+
+def test_runtime_bars_are_mean_wall_time_with_std_and_throughput():
+    runs = _runs()
+    ax = runtime(runs, palette(LABELS)).axes[0]
+    container = _bars(ax)
+    np.testing.assert_allclose([p.get_height() for p in container.patches], [12.0, 30.0])
+    (_, lo), (_, hi) = container.errorbar.lines[2][0].get_segments()[0]
+    assert hi - lo == pytest.approx(2 * np.std([10.0, 12.0, 14.0], ddof=1))
+    assert [t.get_text() for t in ax.texts] == ["1,100 samples/s", "400 samples/s"]  # no wall time: left out
+
+
+def _all_figures():
+    rng = np.random.default_rng(0)
+    colours = palette(LABELS)
+    probes = {"relu": [_probes(rng)], "tanh": [_probes(rng)]}
+    hists = {"relu": [_histograms(rng)], "tanh": [_histograms(rng, scale=1e-3)]}
+    return {
+        "learning_curves": lambda: learning_curves(_histories(), colours),
+        "final_metrics": lambda: final_metrics(_summary(), colours),
+        "gradient_distributions": lambda: gradient_distributions(hists, colours),
+        "layer_means": lambda: layer_means(probes, colours),
+        "stat_over_time": lambda: stat_over_time(probes, colours, "block.fc"),
+        "histograms_over_time": lambda: histograms_over_time(hists["relu"][0], "features.conv"),
+        "runtime": lambda: runtime(_runs(), colours),
+    }
+
+
+@pytest.mark.parametrize("name", list(_all_figures()))
+def test_every_figure_is_labelled_and_saves_to_a_readable_png(name):
+    fig = _all_figures()[name]()
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert axes and fig.get_layout_engine() is not None
+    for ax in axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    if name not in ("histograms_over_time",):  # one run: no variants to tell apart
+        assert fig.legends, "several variants need a legend"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    image = Image.open(io.BytesIO(buffer.getvalue()))
+    image.load()
+    assert image.format == "PNG" and image.size[0] >= 600

@@ -1,0 +1,282 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainlab.config import load_config
+from trainlab.data import load_data
+from trainlab.probes.probe import PROBE_COLUMNS
+from trainlab.report.findings import Finding, find
+from trainlab.report.stats import compare
+from trainlab.train import fit
+
+LAYERS = ("fc1", "act1", "fc2", "act2", "out")  # forward order; fc1 is the first layer, out the last
+
+
+def make_probe(abs_mean, norm=None, dead=None):
+    """Probe rows per step: ``abs_mean[step]`` and ``norm[step]`` = weight-gradient stats of (fc1, fc2, out),
+    ``dead[step]`` = dead fractions of (act1, act2)."""
+    rows = []
+    for step, means in abs_mean.items():
+        grads = dict(zip(("fc1", "fc2", "out"), zip(means, norm[step] if norm else (1.0, 1.0, 1.0))))
+        deads = dict(zip(("act1", "act2"), dead[step] if dead else (0.0, 0.0)))
+        for layer in LAYERS:
+            if layer in grads:
+                mean, n = grads[layer]
+                rows += [(step, layer, "weight", "grad", "abs_mean", mean),
+                         (step, layer, "weight", "grad", "norm", n),
+                         (step, layer, "bias", "grad", "abs_mean", 7.0),
+                         (step, layer, "bias", "grad", "norm", n / 2),
+                         (step, layer, "weight", "weight", "abs_mean", 0.1)]
+            else:
+                rows += [(step, layer, "output", "activation", "mean", 0.3),
+                         (step, layer, "output", "activation", "dead_frac", deads[layer])]
+    return pd.DataFrame(rows, columns=PROBE_COLUMNS)
+
+
+def make_runs(rows):
+    """rows: (label, seed, status, extra columns)."""
+    return pd.DataFrame([{"run_id": f"{label}-{seed}", "label": label, "seed": seed, "status": status,
+                          **extra} for label, seed, status, extra in rows])
+
+
+def make_history(train_loss, train_acc=None, val_loss=None):
+    epochs = len(train_loss)
+    history = {"epoch": np.arange(1, epochs + 1), "train_loss": train_loss,
+               "train_acc": train_acc if train_acc is not None else np.linspace(0.5, 0.9, epochs)}
+    if val_loss is not None:
+        history["val_loss"] = val_loss
+    return pd.DataFrame(history)
+
+
+def of_kind(findings, kind, label=None):
+    return [f for f in findings if f.kind == kind and (label is None or f.label == label)]
+
+
+def only(findings, kind, label=None) -> Finding:
+    chosen = of_kind(findings, kind, label)
+    assert len(chosen) == 1, [f.text for f in findings]
+    return chosen[0]
+
+
+# ----------------------------------------------------------------------------- gradients
+def test_vanishing_ratio_is_the_median_over_seeds_of_the_median_over_steps():
+    per_seed = [  # step -> (fc1, fc2, out) mean |weight gradient|
+        {0: (1e-6, 1e-3, 1.0), 10: (4e-6, 1e-3, 2.0), 20: (9e-6, 1e-3, 3.0)},  # ratios 1e-6, 2e-6, 3e-6
+        {0: (5e-5, 1e-3, 1.0), 10: (1e-4, 1e-3, 1.0), 20: (1e-4, 1e-3, 4.0)},  # 5e-5, 1e-4, 2.5e-5
+        {0: (1e-3, 1e-3, 1.0), 10: (2e-3, 1e-3, 1.0), 20: (3e-3, 1e-3, 1.0)},  # 1e-3, 2e-3, 3e-3
+    ]
+    runs = make_runs([("sig", s, "done", {}) for s in range(3)])
+    probes = {f"sig-{s}": make_probe(p) for s, p in enumerate(per_seed)}
+    finding = only(find(runs, {}, probes), "vanishing_gradients")
+    expected = np.median([np.median([m[0] / m[2] for m in p.values()]) for p in per_seed])
+    assert finding.numbers == {"ratio": pytest.approx(expected), "seeds": 3}
+    assert expected == pytest.approx(5e-5)
+    assert finding.label == "sig" and finding.figure == "layer_grad_means"
+    assert "5e-05" in finding.text and "median over 3 seeds" in finding.text and "fc1 / out" in finding.text
+
+
+@pytest.mark.parametrize("ratio, fires", [(0.0099, True), (0.0101, False)])
+def test_vanishing_threshold(ratio, fires):
+    runs = make_runs([("a", 0, "done", {})])
+    probes = {"a-0": make_probe({0: (ratio, 0.5, 1.0), 5: (ratio * 2, 0.5, 2.0)})}
+    findings = find(runs, {}, probes)
+    assert len(of_kind(findings, "vanishing_gradients")) == int(fires)
+    assert not of_kind(findings, "exploding_gradients")
+
+
+@pytest.mark.parametrize("ratio, fires", [(101.0, True), (99.0, False)])
+def test_exploding_ratio_threshold(ratio, fires):
+    runs = make_runs([("a", 0, "done", {})])
+    probes = {"a-0": make_probe({0: (ratio, 1.0, 1.0), 5: (ratio, 1.0, 1.0)})}
+    chosen = of_kind(find(runs, {}, probes), "exploding_gradients")
+    assert len(chosen) == int(fires)
+    if fires:
+        assert chosen[0].numbers == {"ratio": pytest.approx(ratio), "seeds": 1}
+        assert "101" in chosen[0].text and "above 100" in chosen[0].text
+
+
+@pytest.mark.parametrize("scale, fires", [(1001.0, True), (999.0, False)])
+def test_exploding_growth_of_the_gradient_norm(scale, fires):
+    norms = {0: (0.3, 0.4, 1.0), 10: (1.0, 1.0, 1.0), 20: tuple(scale * v for v in (0.3, 0.4, 1.0))}
+    probe = make_probe({s: (1.0, 1.0, 1.0) for s in norms}, norm=norms)
+    runs = make_runs([("a", 0, "done", {})])
+    chosen = of_kind(find(runs, {}, {"a-0": probe}), "exploding_gradients")
+    assert len(chosen) == int(fires)
+    g = probe[(probe["quantity"] == "grad") & (probe["stat"] == "norm")]
+    total = [math.sqrt((g.loc[g["step"] == s, "value"] ** 2).sum()) for s in (0, 20)]
+    if fires:
+        assert chosen[0].numbers["growth"] == pytest.approx(total[1] / total[0])
+        assert "1e+03x" in chosen[0].text
+
+
+def test_no_gradient_finding_without_probes_and_seeds_count_only_probed_runs():
+    runs = make_runs([("a", 0, "done", {}), ("a", 1, "done", {}), ("b", 0, "done", {})])
+    probes = {"a-0": make_probe({0: (1e-4, 1.0, 1.0)}), "a-1": pd.DataFrame(columns=PROBE_COLUMNS)}
+    findings = find(runs, {}, probes)
+    assert only(findings, "vanishing_gradients").label == "a"
+    assert only(findings, "vanishing_gradients").numbers["seeds"] == 1
+    assert not [f for f in findings if f.label == "b"]
+
+
+# ----------------------------------------------------------------------------- dead units
+def test_dead_units_mean_over_seeds_at_the_last_probed_step():
+    runs = make_runs([("r", 0, "done", {}), ("r", 1, "done", {})])
+    probes = {  # an earlier step with many dead units does not count, only the last one
+        "r-0": make_probe({0: (1, 1, 1), 9: (1, 1, 1)}, dead={0: (0.9, 0.9), 9: (0.60, 0.2)}),
+        "r-1": make_probe({0: (1, 1, 1), 9: (1, 1, 1)}, dead={0: (0.9, 0.9), 9: (0.44, 0.3)}),
+    }
+    finding = only(find(runs, {}, probes), "dead_units")
+    assert finding.numbers == {"dead_frac": pytest.approx(0.52), "layers_above": 1, "seeds": 2}
+    assert "0.52 of the units of act1" in finding.text
+
+
+@pytest.mark.parametrize("dead, fires", [(0.5, False), (0.51, True)])
+def test_dead_units_threshold(dead, fires):
+    runs = make_runs([("r", 0, "done", {})])
+    probes = {"r-0": make_probe({3: (1, 1, 1)}, dead={3: (0.1, dead)})}
+    chosen = of_kind(find(runs, {}, probes), "dead_units")
+    assert len(chosen) == int(fires)
+    if fires:
+        assert "act2" in chosen[0].text
+
+
+# ----------------------------------------------------------------------------- histories
+@pytest.mark.parametrize("final_loss, final_acc, fires", [
+    (2.2, 0.12, True),    # loss ratio 0.957 >= 0.95, accuracy 0.02 from chance
+    (2.08, 0.12, False),  # loss ratio 0.945 < 0.95
+    (2.2, 0.151, False),  # accuracy 0.051 from chance
+    (2.3, 0.049, False),  # accuracy 0.051 below chance
+])
+def test_not_training(final_loss, final_acc, fires):
+    runs = make_runs([("a", s, "done", {}) for s in range(2)])
+    histories = {  # the two seeds' means: first loss 2.3, final ``final_loss``, final accuracy ``final_acc``
+        "a-0": make_history([2.4, 2.3, final_loss + 0.1], [0.1, 0.1, final_acc + 0.01]),
+        "a-1": make_history([2.2, 2.3, final_loss - 0.1], [0.1, 0.1, final_acc - 0.01]),
+    }
+    chosen = of_kind(find(runs, histories, {}), "not_training")
+    assert len(chosen) == int(fires)
+    if fires:
+        assert chosen[0].numbers == {
+            "first_train_loss": pytest.approx(2.3), "final_train_loss": pytest.approx(2.2),
+            "loss_ratio": pytest.approx(2.2 / 2.3), "final_train_acc": pytest.approx(0.12),
+            "chance": 0.1, "seeds": 2}
+        assert "0.957" in chosen[0].text and "means over 2 seeds" in chosen[0].text
+
+
+def test_not_training_uses_num_classes_for_chance():
+    runs = make_runs([("a", 0, "done", {})])
+    histories = {"a-0": make_history([1.4, 1.39], [0.26, 0.27])}
+    assert not of_kind(find(runs, histories, {}), "not_training")
+    assert only(find(runs, histories, {}, num_classes=4), "not_training").numbers["chance"] == 0.25
+
+
+@pytest.mark.parametrize("rise, fires", [(1.11, True), (1.09, False)])
+def test_overfitting_threshold_and_numbers(rise, fires):
+    val = [1.0, 0.7, 0.5, 0.5 * (1 + (rise - 1) / 2), 0.5 * rise]
+    train = [1.0, 0.6, 0.4, 0.3, 0.2]
+    runs = make_runs([("a", 0, "done", {})])
+    chosen = of_kind(find(runs, {"a-0": make_history(train, val_loss=val)}, {}), "overfitting")
+    assert len(chosen) == int(fires)
+    if fires:
+        n = chosen[0].numbers
+        assert n["min_epoch"] == 3 and n["rise"] == pytest.approx(0.11)
+        assert n["gap_at_min"] == pytest.approx(0.5 - 0.4) and n["gap_final"] == pytest.approx(0.555 - 0.2)
+        assert "epoch 3" in chosen[0].text and "11% higher" in chosen[0].text
+
+
+def test_no_overfitting_when_train_loss_stopped_falling():
+    val, train = [1.0, 0.5, 0.7], [1.0, 0.4, 0.45]
+    runs = make_runs([("a", 0, "done", {})])
+    assert not of_kind(find(runs, {"a-0": make_history(train, val_loss=val)}, {}), "overfitting")
+
+
+def test_history_rules_skip_unfinished_runs():
+    runs = make_runs([("a", 0, "diverged", {"diverged_step": 17.0})])
+    findings = find(runs, {"a-0": make_history([2.3, 2.3], [0.1, 0.1])}, {})
+    assert [f.kind for f in findings] == ["divergence"]
+
+
+# ----------------------------------------------------------------------------- divergence, best variant
+def test_divergence_count_and_steps():
+    runs = make_runs([("hot", 0, "diverged", {"diverged_step": 340.0}),
+                      ("hot", 1, "done", {"diverged_step": np.nan}),
+                      ("hot", 2, "diverged", {"diverged_step": 120.0}),
+                      ("cool", 0, "done", {"diverged_step": np.nan})])
+    finding = only(find(runs, {}, {}), "divergence")
+    assert finding.label == "hot"
+    assert finding.numbers == {"diverged": 2, "runs": 3, "earliest_step": 120}
+    assert finding.text == "hot: 2 of 3 runs diverged (at steps 120, 340)."
+    runs = make_runs([("hot", 0, "diverged", {})])
+    assert only(find(runs, {}, {}), "divergence").numbers == {"diverged": 1, "runs": 1}
+
+
+def test_best_variant_numbers_and_text():
+    a, b = [0.910, 0.915, 0.912], [0.880, 0.890, 0.887]
+    runs = make_runs([("a", i, "done", {"test_acc": v}) for i, v in enumerate(a)]
+                     + [("b", i, "done", {"test_acc": v}) for i, v in enumerate(b)])
+    finding = only(find(runs, {}, {}), "best_variant")
+    c = compare(runs)
+    assert finding.label == "a" and finding.figure == "final_metrics"
+    assert finding.numbers["best_mean"] == pytest.approx(np.mean(a))
+    assert finding.numbers["runner_up_mean"] == pytest.approx(np.mean(b))
+    assert finding.numbers["p_value"] == c.p_value
+    assert finding.text == (f"a has the highest mean test accuracy, {np.mean(a):.3g} ± {c.best_ci:.3g} vs "
+                            f"b {np.mean(b):.3g} ± {c.runner_up_ci:.3g} (95% CI over 3 seeds), "
+                            f"p={c.p_value:.3g}: distinguishable.")
+
+
+def test_best_variant_overlapping_and_loss_metric():
+    runs = make_runs([("a", 0, "done", {"val_loss": 0.50}), ("a", 1, "done", {"val_loss": 0.60}),
+                      ("b", 0, "done", {"val_loss": 0.52}), ("b", 1, "done", {"val_loss": 0.62})])
+    finding = only(find(runs, {}, {}, metric="val_loss"), "best_variant")
+    assert finding.label == "a" and "lowest mean validation loss" in finding.text
+    assert finding.text.endswith("; the 95% intervals overlap: not distinguishable.")
+
+
+def test_no_best_variant_claim_with_one_variant_or_one_finished():
+    runs = make_runs([("a", 0, "done", {"test_acc": 0.9}), ("a", 1, "done", {"test_acc": 0.8})])
+    assert not find(runs, {}, {})
+    runs = make_runs([("a", 0, "done", {"test_acc": 0.9}), ("b", 0, "failed", {"test_acc": np.nan})])
+    assert not of_kind(find(runs, {}, {}), "best_variant")
+
+
+# ----------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def trained():
+    """A deep sigmoid MLP and a ReLU MLP of the same depth on digits, two seeds each."""
+    base = {"data": {"name": "digits", "limit": 600}, "model": {"kind": "mlp", "hidden": [32] * 6},
+            "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "device": "cpu",
+                      "threads": 1},  # one thread: fast on a busy CPU
+            "probes": {"histograms": False}}
+    data = load_data(load_config(base).data)
+    rows, histories, probes = [], {}, {}
+    for activation in ("sigmoid", "relu"):
+        for seed in (0, 1):
+            config = {**base, "model": {**base["model"], "activation": activation},
+                      "train": {**base["train"], "seed": seed}}
+            result = fit(config, store=None, data=data)
+            rows.append({"run_id": result.run_id, "label": activation, "seed": seed, "status": result.status,
+                         **result.final})
+            histories[result.run_id], probes[result.run_id] = result.history, result.probes
+    return pd.DataFrame(rows), histories, probes
+
+
+def direct_ratio(probe):
+    g = probe[(probe["quantity"] == "grad") & (probe["tensor"] == "weight") & (probe["stat"] == "abs_mean")]
+    first, last = (g[g["layer"] == layer].set_index("step")["value"] for layer in ("fc1", "out"))
+    return float(np.median(first / last))
+
+
+def test_trained_sigmoid_mlp_has_vanishing_gradients_and_relu_does_not(trained):
+    runs, histories, probes = trained
+    ratios = {label: [direct_ratio(probes[r]) for r in runs.loc[runs["label"] == label, "run_id"]]
+              for label in ("sigmoid", "relu")}
+    assert max(ratios["sigmoid"]) < 1e-3 and min(ratios["relu"]) > 0.1
+    findings = find(runs, histories, probes)
+    vanishing = only(findings, "vanishing_gradients")
+    assert vanishing.label == "sigmoid"
+    assert vanishing.numbers["ratio"] == pytest.approx(np.median(ratios["sigmoid"]))
+    assert not of_kind(findings, "exploding_gradients")
+    assert only(findings, "best_variant").label == "relu"
