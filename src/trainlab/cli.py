@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--scale", metavar="NAME", help="a scale the study defines, e.g. quick or full")
         sub.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                          help="dotted overrides applied to the study's base configuration")
+        sub.add_argument("--data-root", metavar="DIR", help="short for --set data.root=DIR")
         if name != "plan":
             _add_store(sub)
         if name == "run":
@@ -88,9 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--scale", metavar="NAME", help="the scale the runs were trained at, e.g. quick")
     report.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="the dotted overrides the runs were trained with")
+    report.add_argument("--data-root", metavar="DIR", help="the data root the runs were trained with")
     report.add_argument("--out", metavar="DIR", help="output folder (default: STORE/reports/NAME)")
     _add_store(report)
     _add_json(report)
+
+    studies = commands.add_parser("studies", help="the built-in studies: what each asks, its scales and run times")
+    _add_json(studies)
 
     runs = commands.add_parser("runs", help="list the runs in the store")
     _add_store(runs)
@@ -160,7 +165,7 @@ def _history_table(history: pd.DataFrame) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from trainlab.train import fit
 
-    overrides = list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
+    overrides = _overrides_with_data_root(args)
     result = fit(args.config, overrides, store=args.store, download=args.download, rerun=args.rerun,
                  progress=not (args.quiet or args.json) and sys.stderr.isatty())
     if args.tensorboard:
@@ -272,7 +277,7 @@ def _model_spec(text: str) -> dict[str, Any]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from trainlab.study import plan_study
 
-    spec, runs = plan_study(args.study, args.scale, args.overrides)
+    spec, runs = plan_study(args.study, args.scale, _overrides_with_data_root(args))
     groups = pd.DataFrame([{"label": r.label or "base", **r.overrides} for r in runs]).drop_duplicates("label")
     seeds = sorted({r.seed for r in runs})
     if args.json:
@@ -289,7 +294,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab.study import run_study
 
-    result = run_study(args.study, args.scale, args.overrides, store=args.store, executor=args.executor,
+    result = run_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store, executor=args.executor,
                        workers=args.workers, address=args.address, download=args.download,
                        progress=not (args.quiet or args.json) and sys.stderr.isatty())
     if args.tensorboard:
@@ -298,12 +303,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         from trainlab.report import build_report
 
-        files = build_report(args.study, store=args.store, scale=args.scale, overrides=args.overrides)
+        files = build_report(args.study, store=args.store, scale=args.scale, overrides=_overrides_with_data_root(args))
     report = files.html if files else None
     if args.json:
         _print_json({"runs": result.runs.to_dict(orient="records"), "report": report and str(report)})
         return _exit_code(result.runs)
     return _print_study(result.runs, False, report)
+
+
+def _overrides_with_data_root(args: argparse.Namespace) -> list[str]:
+    """``--set`` values, plus ``data.root`` from ``--data-root``."""
+    return list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
 
 
 def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None:
@@ -318,11 +328,25 @@ def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None
                           stored_history(store, run_id))
 
 
+def cmd_studies(args: argparse.Namespace) -> int:
+    from trainlab.study import builtin_studies
+
+    rows = [{"name": s.name, "question": s.question, "source": s.source, "scales": ["full", *s.scales],
+             "run_time": s.run_time} for s in builtin_studies()]
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        times = ", ".join(f"{scale} {time}" for scale, time in row["run_time"].items()) or "not measured"
+        print(f"{row['name']}  ({row['source']}; {times})\n    {row['question']}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from trainlab.report import build_report
 
     studies = args.studies if len(args.studies) > 1 else args.studies[0]
-    files = build_report(studies, store=args.store, out=args.out, scale=args.scale, overrides=args.overrides)
+    files = build_report(studies, store=args.store, out=args.out, scale=args.scale, overrides=_overrides_with_data_root(args))
     if args.json:
         _print_json({"html": str(files.html), "markdown": str(files.markdown), "figures": str(files.figures)})
     else:
@@ -333,7 +357,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from trainlab.study import study_status
 
-    rows = study_status(args.study, args.scale, args.overrides, store=args.store)
+    rows = study_status(args.study, args.scale, _overrides_with_data_root(args), store=args.store)
     if args.json:
         _print_json(rows)
         return 0
@@ -362,7 +386,7 @@ def _print_study(frame: pd.DataFrame, as_json: bool, report: Path | None = None)
     return _exit_code(frame)
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "analyze": cmd_analyze, "report": cmd_report, "summary": cmd_summary,
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "analyze": cmd_analyze, "report": cmd_report, "studies": cmd_studies, "summary": cmd_summary,
             "plan": cmd_plan, "run": cmd_run, "status": cmd_status}
 
 

@@ -208,8 +208,8 @@ class RunStore:
 
     def add_artifact(self, run_id: str, name: str, path: str | Path, kind: str) -> None:
         """Record a file in the run's folder (``path`` relative to the store root when inside it)."""
-        path = Path(path)
-        rel = path.relative_to(self.root) if path.is_absolute() and path.is_relative_to(self.root) else path
+        path, root = Path(path).resolve(), self.root.resolve()
+        rel = path.relative_to(root) if path.is_relative_to(root) else path
         with self._transaction():
             self.conn.execute(
                 "INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)", (run_id, name, str(rel), kind, time.time())

@@ -94,3 +94,15 @@ def test_conv_analyses_on_an_mlp_are_refused(tmp_path, capsys):
     assert main(["analyze", run_id, "--store", str(tmp_path), "--json"]) == 0  # default: what applies
     names = {row["analysis"] for row in json.loads(capsys.readouterr().out)}
     assert names == {"guided_backprop", "saliency", "confusion"}
+
+
+def test_default_analyses_of_a_resnet_skip_receptive_fields(tmp_path, capsys):
+    run = {**CNN_RUN, "model": {"kind": "resnet", "stem_channels": 4,
+                                "stages": [{"channels": 4, "blocks": 1}, {"channels": 8, "blocks": 1, "stride": 2}]},
+           "probes": {}}
+    run_id = fit(run, store=tmp_path).run_id
+    assert main(["analyze", run_id, "--store", str(tmp_path), "--json", "--images", "2"]) == 0
+    names = {row["analysis"] for row in json.loads(capsys.readouterr().out)}
+    assert names == {"filters", "guided_backprop", "saliency", "equivariance", "confusion"}
+    assert main(["analyze", run_id, "--store", str(tmp_path), "--what", "neurons"]) == 2
+    assert "receptive fields need a plain chain" in capsys.readouterr().err

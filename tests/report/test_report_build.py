@@ -113,14 +113,26 @@ def test_a_failed_build_leaves_the_previous_report(report, monkeypatch):
     assert not [p for p in Path(files.html).parent.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_unknown_report_section_is_a_user_error(tmp_path, capsys):
+@pytest.mark.parametrize("entries, expected", [
+    (["findings", "learning_curve"], "did you mean 'learning_curves'"),
+    ([{"final_metrics": {"metrc": "test_acc"}}], "did you mean 'metric'"),
+    ([{"findings": {"metric": "lr"}}], "unknown metric in report section findings: 'lr'"),
+    ([{"analyses": {"top_kk": 3}}], "did you mean 'top_k'"),
+])
+def test_report_list_mistakes_are_user_errors(tmp_path, capsys, entries, expected):
     import yaml
 
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({**STUDY, "report": ["findings", "learning_curve"]}))
+    path.write_text(yaml.safe_dump({**STUDY, "report": entries}))
     assert main(["report", str(path), "--store", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "learning_curve" in err and "did you mean 'learning_curves'" in err
+    assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_report_of_a_study_with_no_runs_is_a_user_error(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(STUDY))
     assert main(["report", str(path), "--store", str(tmp_path)]) == 2
     assert "has no runs in store" in capsys.readouterr().err

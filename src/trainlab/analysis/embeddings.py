@@ -62,9 +62,11 @@ def features(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.T
             lambda _m, _args, out: captured.append(out.flatten(1).float().cpu()))
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
+    mean, std = mean.to(device), std.to(device)
     try:
         for i in range(0, len(x), batch_size):
-            model(to_float(x[i : i + batch_size], mean, std))
+            model(to_float(x[i : i + batch_size].to(device), mean, std))
     finally:
         handle.remove()
         model.train(was_training)

@@ -82,6 +82,19 @@ def _has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+def _plain_conv_chain(ctx: Context) -> bool:
+    """Whether receptive fields can be computed: a Sequential chain of conv/pool/elementwise layers."""
+    from trainlab.analysis.neurons import receptive_fields
+
+    if not _has_conv(ctx.model):
+        return False
+    try:
+        receptive_fields(ctx.model, ctx.data.input_shape)
+    except UserError:
+        return False
+    return True
+
+
 def _filters(ctx: Context) -> None:
     from trainlab.analysis.filters import first_conv, plot_filters
 
@@ -111,7 +124,8 @@ def _attribution(ctx: Context, method: str) -> None:
     inputs = _as_float(ctx, x)
     target = _target(ctx, y)
     values = getattr(attribution, method)(ctx.model, inputs, target)
-    what = f"neuron {ctx.options.target}" if isinstance(target, tuple) else "true class"
+    what = (f"neuron {ctx.options.target}" if isinstance(target, tuple)
+            else f"class {ctx.options.target}" if ctx.options.target else "true class")
     titles = [ctx.data.classes[int(c)] for c in y]
     fig = attribution.plot_attributions(x, values.detach().cpu(), titles=titles)
     fig.suptitle(f"{method.replace('_', ' ')} for the {what}")
@@ -163,7 +177,7 @@ def _embeddings(ctx: Context) -> None:
 
 ANALYSES: dict[str, tuple[Callable[[Context], None], Callable[[Context], bool]]] = {
     "filters": (_filters, lambda ctx: _has_conv(ctx.model)),
-    "neurons": (_neurons, lambda ctx: _has_conv(ctx.model)),
+    "neurons": (_neurons, _plain_conv_chain),
     "embeddings": (_embeddings, lambda ctx: bool(ctx.config.probes.embeddings_at)),
     "guided_backprop": (lambda ctx: _attribution(ctx, "guided_backprop"), lambda ctx: True),
     "saliency": (lambda ctx: _attribution(ctx, "saliency"), lambda ctx: True),
@@ -172,11 +186,20 @@ ANALYSES: dict[str, tuple[Callable[[Context], None], Callable[[Context], bool]]]
 }
 
 
+NOT_APPLICABLE = {
+    "filters": "its model has no convolution layer",
+    "neurons": "receptive fields need a plain chain of conv, pool and elementwise layers",
+    "embeddings": "it saved no embeddings (train with probes.embeddings_at)",
+    "equivariance": "its model has no convolution layer",
+}
+
+
 def analyze(
     run: str,
     what: list[str] | str | None = None,
     store: str | Path | RunStore = DEFAULT_STORE,
     options: AnalysisOptions | None = None,
+    skip_inapplicable: bool = False,
 ) -> pd.DataFrame:
     """Run analyses on a stored run (its id or a unique prefix) and record what they wrote.
 
@@ -188,12 +211,12 @@ def analyze(
     ctx = _context(store, store.resolve(run), options or AnalysisOptions())
     if names is None:
         names = [name for name, (_, applies) in ANALYSES.items() if applies(ctx)]
+    elif skip_inapplicable:
+        names = [name for name in names if ANALYSES[name][1](ctx)]
     else:
         for name in names:
             if not ANALYSES[name][1](ctx):
-                raise UserError(f"{name} does not apply to run {ctx.run_id}: "
-                                + ("it saved no embeddings (train with probes.embeddings_at)"
-                                   if name == "embeddings" else "its model has no convolution layer"))
+                raise UserError(f"{name} does not apply to run {ctx.run_id}: " + NOT_APPLICABLE[name])
     _check_options(ctx)  # every mistake surfaces before anything is written
     rows = []
     for name in names:

@@ -38,6 +38,8 @@ SYNTHETIC_NOISE = 64.0  # standard deviation of the pixel noise around a class t
 
 def read_source(cfg: DataConfig, download: bool = False) -> FullData:
     """Read the full train and test splits of the data set ``cfg.name``."""
+    if cfg.name == "cifar10" and _is_image_tree(cfg.root):  # e.g. the CIFAR-10 JPEG version
+        return read_imagefolder(cfg.name, cfg.root, cfg.grayscale, cfg.resize, cfg.cache)
     if cfg.name in TORCHVISION_SETS:
         return _read_torchvision(cfg.name, cfg.root, download)
     if cfg.name in ("imagefolder", "gurmukhi"):
@@ -47,6 +49,14 @@ def read_source(cfg: DataConfig, download: bool = False) -> FullData:
     if cfg.name == "synthetic":
         return _read_synthetic(cfg.synthetic)
     raise unknown("data set", cfg.name, DATASETS)
+
+
+def _is_image_tree(root: str | None) -> bool:
+    """Whether ``root`` holds an image-folder tree (``train/<class>/`` and ``test/<class>/``)."""
+    if root is None:
+        return False
+    path = Path(root).expanduser()
+    return (path / "train").is_dir() and (path / "test").is_dir()
 
 
 def default_download_root() -> Path:
@@ -68,7 +78,7 @@ def _read_torchvision(name: str, root: str | None, download: bool) -> FullData:
         where = " (data.root is not set: the default download folder)" if root is None else ""
         hint = ""
         if name == "cifar10":
-            hint = "; for a CIFAR-10 JPEG tree (DIR/train/<class>/*.jpg) use data.name=imagefolder"
+            hint = "; or an image tree DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg (the JPEG version)"
         raise UserError(
             f"cannot load {name} from {root_path}{where} ({error}): expected the files {root_path}/{layout}; "
             f"pass --data-root DIR with that layout, or --download to fetch it{hint}"

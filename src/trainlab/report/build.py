@@ -72,8 +72,9 @@ class ReportFiles:
 
 
 def collect(study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None,
-            store: RunStore | None = None) -> StudyData:
+            store: str | Path | RunStore = DEFAULT_STORE) -> StudyData:
     """Read a study's runs and everything recorded for them."""
+    store = store if isinstance(store, RunStore) else RunStore(store)
     spec, planned = plan_study(study, scale, overrides)
     options = _section_options(spec)
     known = store.status_of([r.run_id for r in planned])
@@ -112,6 +113,13 @@ def _section_options(spec: StudySpec) -> dict[str, dict[str, Any]]:
         if not isinstance(options, dict):
             raise UserError(f"study {spec.name!r}: options of report section {name!r} must be a mapping, "
                             f"got {options!r}")
+        for key, value in options.items():
+            if key not in SECTION_OPTIONS[name]:
+                raise unknown(f"option of report section {name}:", key, SECTION_OPTIONS[name] or ["(none)"])
+            if key in ("metric", "metrics"):
+                for metric in value if isinstance(value, list) else [value]:
+                    if metric not in RANKED_METRICS:
+                        raise unknown(f"metric in report section {name}:", metric, RANKED_METRICS)
         out[name] = options
     return out
 
@@ -210,9 +218,9 @@ def _layer_means(data: StudyData, options: dict) -> list:
     stat = options.get("stat", "abs_mean")
     return [
         _picture("layer_grad_means", figs.layer_means(probes, data.colours, "grad", stat),
-                 f"Mean |gradient| ({stat}) of each layer's weights, input to output, over probed steps and seeds."),
+                 f"Weight gradients' {stat} per layer, input to output, averaged over probed steps and seeds."),
         _picture("layer_weight_means", figs.layer_means(probes, data.colours, "weight", stat),
-                 f"Mean |weight| ({stat}) of each layer, input to output, over probed steps and seeds."),
+                 f"Weights' {stat} per layer, input to output, averaged over probed steps and seeds."),
     ]
 
 
@@ -262,7 +270,7 @@ def _model_summary(data: StudyData, options: dict) -> list:
         rows.append({"variant": label, "model": cfg.model.preset or cfg.model.kind, "layers": len(table.frame),
                      "parameters": table.total, "trainable": table.trainable})
     blocks: list = [Table(pd.DataFrame(rows), "Parameters per variant.")]
-    if len({r["parameters"] for r in rows}) == 1 or options.get("layers", len(rows) == 1):
+    if options.get("layers", len({r["parameters"] for r in rows}) == 1):
         frame = first["table"].frame.copy()
         blocks.append(Table(frame, f"Layer table of {rows[0]['variant']}."))
     return blocks
@@ -275,19 +283,19 @@ def _analyses(data: StudyData, options: dict) -> list:
     if not chosen:
         return [Text("No finished run to analyse.")]
     what = options.get("what")
-    fields = {k: v for k, v in options.items() if k not in ("runs", "what")}
-    valid = [*AnalysisOptions.__dataclass_fields__, "runs", "what"]
-    for key in fields:
-        if key not in AnalysisOptions.__dataclass_fields__:
-            raise unknown("option of report section analyses:", key, valid)
-    settings = AnalysisOptions(**fields)
+    settings = AnalysisOptions(**{k: v for k, v in options.items() if k in ANALYSIS_FIELDS})
     blocks: list = []
     for label, run_id in chosen:
-        written = analyze(run_id, what, store=data.store, options=settings)
+        written = analyze(run_id, what, store=data.store, options=settings, skip_inapplicable=True)
         blocks.append(Text(f"Run {run_id} ({label}, first seed)."))
+        skipped = sorted(set(what or []) - set(written["analysis"]))
+        if skipped:
+            blocks.append(Text(f"Not applicable to this run: {', '.join(skipped)}."))
         for _, row in written[written["kind"] == "figure"].iterrows():
-            blocks.append(Picture(f"{row['name']}_{label}", Path(row["path"]).read_bytes(),
-                                  f"{label}: {ANALYSIS_CAPTIONS.get(row['name'], row['name'])}"))
+            caption = ANALYSIS_CAPTIONS.get(row["name"], row["name"])
+            if settings.target and row["name"] in ("guided_backprop", "saliency"):
+                caption = caption.replace("the true class", f"target {settings.target}")
+            blocks.append(Picture(f"{row['name']}_{label}", Path(row["path"]).read_bytes(), f"{label}: {caption}"))
     return blocks
 
 
@@ -316,6 +324,20 @@ SECTIONS: dict[str, tuple[str, Callable[[StudyData, dict], list]]] = {
     "model_summary": ("Models", _model_summary),
     "analyses": ("What the networks learned", _analyses),
 }
+ANALYSIS_FIELDS = ["layer", "channels", "top_k", "images", "target", "projection", "seed"]
+SECTION_OPTIONS: dict[str, list[str]] = {  # the options each section takes in a study's report list
+    "question": [], "variants": [], "runtime": [],
+    "findings": ["metric"],
+    "final_metrics": ["metric", "metrics"],
+    "learning_curves": [],
+    "gradient_distributions": ["layer"],
+    "layer_means": ["stat"],
+    "gradient_norms": ["layer"],
+    "histograms_over_time": ["layer", "quantity"],
+    "model_summary": ["layers"],
+    "analyses": ["what", "runs", *ANALYSIS_FIELDS],
+}
+RANKED_METRICS = [f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("acc", "loss")]
 DEFAULT_SECTIONS = ["question", "variants", "findings", "final_metrics", "learning_curves",
                     "gradient_distributions", "layer_means", "histograms_over_time", "runtime", "model_summary"]
 

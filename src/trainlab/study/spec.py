@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from trainlab.config import RunConfig, apply_overrides, read_yaml
 from trainlab.config import validate as validate_config
-from trainlab.errors import UserError
+from trainlab.errors import UserError, did_you_mean
 
 
 class Variant(BaseModel):
@@ -45,6 +45,8 @@ class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str
     question: str = ""
+    source: str = ""  # what it reproduces, e.g. "report 001, question 1"
+    run_time: dict[str, str] = Field(default_factory=dict)  # scale -> measured wall time, e.g. {quick: 40 s}
     base: dict[str, Any] = Field(default_factory=dict)
     vary: dict[str, list[Any]] = Field(default_factory=dict)
     zip: dict[str, list[Any]] = Field(default_factory=dict)
@@ -97,17 +99,27 @@ class PlannedRun:
         return self.config.run_id()
 
 
+STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+
+
+def builtin_studies() -> list[StudySpec]:
+    """The studies shipped with trainlab (``trainlab studies``), by name."""
+    return [read_study(path) for path in sorted(STUDIES_DIR.glob("*.yaml"))]
+
+
 def read_study(source: str | Path | dict[str, Any]) -> StudySpec:
     """A study from a YAML file, the name of a built-in study, or a dict."""
     if isinstance(source, dict):
         raw = source
     else:
         path = Path(source)
-        builtin = Path(__file__).resolve().parent.parent / "studies" / f"{source}.yaml"
+        builtin = STUDIES_DIR / f"{source}.yaml"
         if not path.is_file() and builtin.is_file():
             path = builtin
         if not path.is_file():
-            raise UserError(f"study {str(source)!r} not found: give a YAML file or the name of a built-in study")
+            names = [p.stem for p in STUDIES_DIR.glob("*.yaml")]
+            raise UserError(f"study {str(source)!r} not found{did_you_mean(str(source), names)}: give a YAML file "
+                            "or the name of a built-in study (`trainlab studies` lists them)")
         raw = read_yaml(path)
     return validate_config(raw, StudySpec, prefix="study.")
 
