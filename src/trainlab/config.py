@@ -88,6 +88,7 @@ class DataConfig(Section):
     normalize: bool = True
     val_size: float | int = 0.1
     limit: int | None = Field(None, gt=0)
+    test_limit: int | None = Field(None, gt=0)
     resize: int | None = Field(None, gt=0)
     augment: list[Augment] = Field(default_factory=list)
     cache: bool = True

@@ -29,6 +29,9 @@ def test_limit_takes_the_first_training_images() -> None:
     assert torch.equal(limited.train.x, full.train.x[:50]) and torch.equal(limited.train.y, full.train.y[:50])
     assert torch.equal(limited.test.x, full.test.x)
     assert len(load_data(synthetic(val_size=0, limit=10_000)).train) == len(full.train)
+    test_limited = load_data(synthetic(val_size=0, test_limit=7))
+    assert torch.equal(test_limited.test.x, full.test.x[:7]) and torch.equal(test_limited.test.y, full.test.y[:7])
+    assert torch.equal(test_limited.train.x, full.train.x) and torch.equal(test_limited.mean, full.mean)
 
 
 @pytest.mark.parametrize("val_size, expected", [(40, 40), (0.25, 128)])

@@ -17,10 +17,10 @@ def load_data(cfg: DataConfig, download: bool = False) -> ImageData:
     """Load the data set ``cfg.name`` (``download`` lets torchvision fetch missing files).
 
     Steps: full train and test splits -> grayscale (if asked) -> the first ``cfg.limit`` training
-    images -> validation hold-out (``cfg.val_size``) -> mean/std of the remaining train split.
+    and ``cfg.test_limit`` test images -> validation hold-out (``cfg.val_size``) -> mean/std of the remaining train split.
     """
     full = read_source(cfg, download)
-    train, test = take_first(full.train, cfg.limit), full.test
+    train, test = take_first(full.train, cfg.limit), take_first(full.test, cfg.test_limit)
     if cfg.grayscale:
         train, test = _grayscale(train), _grayscale(test)
     train, val = hold_out(train, cfg.val_size)
