@@ -7,9 +7,6 @@ second time from the cache.
 
 from __future__ import annotations
 
-import shutil
-import tarfile
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,19 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.shared_data import SHARED_DATA, cifar10_jpeg_tree, shared
 from trainlab.config import DataConfig
 from trainlab.data import load_data
 
 pytestmark = pytest.mark.acceptance
-
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def shared(relative: str) -> Path:
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data not available: {path} does not exist")
-    return path
 
 
 @pytest.fixture(autouse=True)
@@ -42,22 +31,7 @@ def data_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def cifar10_jpeg_root() -> Path:
-    """The extracted CIFAR-10 JPEG tree, reused across test sessions while the tarball is unchanged."""
-    tarball = shared("cifar10-jpeg.tar.gz")
-    home = Path(tempfile.gettempdir()) / "trainlab-acceptance"
-    root = home / "cifar10-jpeg"
-    marker = home / "cifar10-jpeg.extracted"
-    stamp = f"{tarball.stat().st_size} {tarball.stat().st_mtime_ns}"
-    if not (marker.is_file() and marker.read_text() == stamp and root.is_dir()):
-        home.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=home))
-        with tarfile.open(tarball) as archive:
-            archive.extractall(staging, filter="data")
-        shutil.rmtree(root, ignore_errors=True)
-        (staging / "cifar10-jpeg").rename(root)
-        shutil.rmtree(staging)
-        marker.write_text(stamp)
-    return root
+    return cifar10_jpeg_tree()
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""The built-in studies: every one expands; quickstart runs in the default suite, the rest (on the
+real data in ``../shared``) at their quick scale in the slow suite."""
+
+import base64
+import io
+import re
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from trainlab.cli import main
+from trainlab.report import build_report
+from trainlab.study import builtin_studies, plan_study, run_study
+from trainlab.study.spec import STUDIES_DIR
+from tests.shared_data import SHARED_DATA, cifar10_jpeg_tree, shared
+
+NAMES = sorted(path.stem for path in STUDIES_DIR.glob("*.yaml"))
+
+
+def test_every_builtin_study_is_listed_and_expands_at_every_scale(capsys):
+    assert "quickstart" in NAMES
+    specs = {spec.name: spec for spec in builtin_studies()}
+    assert sorted(specs) == NAMES  # each file's name is its study's name
+    for name, spec in specs.items():
+        assert spec.question and spec.source, name
+        if name != "quickstart":
+            assert "quick" in spec.scales, name
+        for scale in [None, *spec.scales]:
+            _, runs = plan_study(name, scale)
+            assert runs and len({r.run_id for r in runs}) == len(runs), (name, scale)
+    assert main(["studies", "--json"]) == 0
+    import json
+
+    listed = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in listed] == NAMES
+
+
+def _report_ok(html_path: Path) -> str:
+    html = html_path.read_text()
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+    assert images
+    for data in images:
+        with Image.open(io.BytesIO(base64.b64decode(data))) as image:
+            image.load()
+    return html
+
+
+def test_quickstart_trains_probes_finds_and_analyses(tmp_path, capsys):
+    assert main(["run", "quickstart", "--store", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "report:" in out
+    html = _report_ok(tmp_path / "reports" / "quickstart" / "report.html")
+    findings = html.split("<h2>Findings</h2>")[1].split("</section>")[0]
+    assert "activation=sigmoid: vanishing gradients" in findings
+    assert "activation=relu: vanishing gradients" not in findings
+    for figure in ("fig-learning-curves", "fig-layer-grad-means", "fig-embeddings", "fig-confusion",
+                   "fig-guided-backprop"):
+        assert figure in html, figure
+
+
+def _data_overrides(name: str) -> list[str]:
+    """Where each built-in study's data set lives in ``../shared`` (FashionMNIST: MNIST's files)."""
+    _, runs = plan_study(name, "quick")
+    data = runs[0].config.data.name
+    if data == "cifar10":
+        return [f"data.root={cifar10_jpeg_tree()}"]
+    if data in ("mnist", "fashion_mnist"):
+        shared("MNIST/raw")
+        return ["data.name=mnist", f"data.root={SHARED_DATA}"]
+    if data == "gurmukhi":
+        return [f"data.root={shared('gurmukhi')}"]
+    return []
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One data cache for the module: each real data set is decoded once, not once per study."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "quickstart"])
+def test_quick_scale_runs_and_reports(name, tmp_path, shared_cache, monkeypatch):
+    monkeypatch.setenv("TRAINLAB_CACHE", str(shared_cache))
+    overrides = _data_overrides(name)
+    result = run_study(name, "quick", overrides, store=tmp_path)
+    assert set(result.runs["status"]) <= {"done", "diverged"}, result.runs[["label", "status"]]
+    files = build_report(name, store=tmp_path, scale="quick", overrides=overrides)
+    html = _report_ok(files.html)
+    assert "<h2>Findings</h2>" in html and "<h2>Final metrics</h2>" in html
