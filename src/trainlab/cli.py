@@ -34,6 +34,18 @@ def _add_store(parser: argparse.ArgumentParser) -> None:
                         help="run store directory (default: ./trainlab-runs)")
 
 
+def _add_overrides(parser: argparse.ArgumentParser, text: str) -> None:
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help=text)
+    parser.add_argument("--data-root", metavar="DIR", help="short for --set data.root=DIR")
+
+
+def _add_training_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--download", action="store_true", help="let torchvision download mnist/fashion_mnist/cifar10")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files into DIR/RUN_ID")
+
+
 def _add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -49,13 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train one configuration and store the run",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     train.add_argument("--config", metavar="FILE", help="run configuration (YAML with data/model/train sections)")
-    train.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                       help="dotted overrides, e.g. model.activation=tanh train.lr=0.01")
-    train.add_argument("--data-root", metavar="DIR", help="short for --set data.root=DIR")
-    train.add_argument("--download", action="store_true", help="let torchvision download mnist/fashion_mnist/cifar10")
+    _add_overrides(train, "dotted overrides, e.g. model.activation=tanh train.lr=0.01")
     train.add_argument("--rerun", action="store_true", help="train again even if this exact run is already done")
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files into DIR/RUN_ID")
+    _add_training_flags(train)
     _add_store(train)
     _add_json(train)
 
@@ -65,9 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("study", metavar="STUDY", help="a study YAML file or the name of a built-in study")
         sub.add_argument("--scale", metavar="NAME", help="a scale the study defines, e.g. quick or full")
-        sub.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                         help="dotted overrides applied to the study's base configuration")
-        sub.add_argument("--data-root", metavar="DIR", help="short for --set data.root=DIR")
+        _add_overrides(sub, "dotted overrides applied to the study's base configuration")
         if name != "plan":
             _add_store(sub)
         if name == "run":
@@ -75,9 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="where runs train: in this process (default), in worker processes, or on Ray")
             sub.add_argument("--workers", type=int, metavar="N", help="worker processes (processes: default 2)")
             sub.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: start Ray locally)")
-            sub.add_argument("--download", action="store_true", help="let torchvision download data sets")
-            sub.add_argument("--quiet", action="store_true", help="no progress bars")
-            sub.add_argument("--tensorboard", metavar="DIR", help="also write TensorBoard event files into DIR/RUN_ID")
+            _add_training_flags(sub)
             sub.add_argument("--no-report", action="store_true", help="do not write the study's report at the end")
         _add_json(sub)
 
@@ -87,9 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "Markdown version with a figures folder. Give two studies to compare them.")
     report.add_argument("studies", nargs="+", metavar="STUDY", help="study YAML files or built-in study names")
     report.add_argument("--scale", metavar="NAME", help="the scale the runs were trained at, e.g. quick")
-    report.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="the dotted overrides the runs were trained with")
-    report.add_argument("--data-root", metavar="DIR", help="the data root the runs were trained with")
+    _add_overrides(report, "the dotted overrides the runs were trained with")
     report.add_argument("--out", metavar="DIR", help="output folder (default: STORE/reports/NAME)")
     _add_store(report)
     _add_json(report)
