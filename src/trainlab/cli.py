@@ -267,7 +267,7 @@ def _model_spec(text: str) -> dict[str, Any]:
     """A --model argument as a dict of model fields: a name, a YAML file or inline YAML."""
     from trainlab.config import parse_value, read_yaml
 
-    if text.endswith((".yaml", ".yml")) or Path(text).is_file():
+    if text.endswith((".yaml", ".yml")) or (len(text) < 256 and "\n" not in text and Path(text).is_file()):
         raw = read_yaml(text)
         return raw.get("model", raw)
     value = parse_value(text)

@@ -1,5 +1,5 @@
 """The built-in studies: every one expands; quickstart runs in the default suite, the rest (on the
-real data in ``../shared``) at their quick scale in the slow suite."""
+real data in ``../shared``) at their quick scale with ``pytest -m studies``."""
 
 import base64
 import io
@@ -79,7 +79,7 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.mark.slow
+@pytest.mark.studies
 @pytest.mark.parametrize("name", [n for n in NAMES if n != "quickstart"])
 def test_quick_scale_runs_and_reports(name, tmp_path, shared_cache, monkeypatch):
     monkeypatch.setenv("TRAINLAB_CACHE", str(shared_cache))
