@@ -60,8 +60,8 @@ def test_truncated_idx_file_is_a_user_error(tmp_path: Path) -> None:
         load_data(DataConfig(name="mnist", root=str(tmp_path)))
 
 
-def test_missing_cifar10_suggests_imagefolder(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match="data.name=imagefolder") as error:
+def test_missing_cifar10_names_both_layouts(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="an image tree DIR/train/<class>") as error:
         load_data(DataConfig(name="cifar10", root=str(tmp_path)))
     assert "cifar-10-batches-py" in str(error.value)
 

@@ -162,3 +162,10 @@ def test_limit_takes_every_class_from_a_class_sorted_tree(tmp_path: Path, write_
     data = load_data(folder_config(tmp_path, limit=6))
     assert data.train.y.tolist() == [0, 1, 2, 0, 1, 2]
 
+
+
+def test_cifar10_reads_an_image_tree_like_imagefolder(rgb_tree: Path) -> None:
+    as_cifar = load_data(DataConfig(name="cifar10", root=str(rgb_tree), val_size=0))
+    as_folder = load_data(DataConfig(name="imagefolder", root=str(rgb_tree), val_size=0))
+    assert torch.equal(as_cifar.train.x, as_folder.train.x) and torch.equal(as_cifar.test.y, as_folder.test.y)
+    assert as_cifar.classes == as_folder.classes
