@@ -106,7 +106,7 @@ def test_a_failed_build_leaves_the_previous_report(report, monkeypatch):
 
     def broken(data, options):
         raise RuntimeError("figure failed")
-    monkeypatch.setitem(build.SECTIONS, "runtime", ("Runtime", broken))
+    monkeypatch.setitem(build.SECTIONS, "runtime", ("Runtime", broken, []))
     with pytest.raises(RuntimeError):
         build_report(STUDY, store=store)
     assert files.html.read_bytes() == before
@@ -118,6 +118,7 @@ def test_a_failed_build_leaves_the_previous_report(report, monkeypatch):
     ([{"final_metrics": {"metrc": "test_acc"}}], "did you mean 'metric'"),
     ([{"findings": {"metric": "lr"}}], "unknown metric in report section findings: 'lr'"),
     ([{"analyses": {"top_kk": 3}}], "did you mean 'top_k'"),
+    ([{"gradient_norms": {"layer": "fc1"}}, {"gradient_norms": {"layer": "out"}}], "'gradient_norms' is listed twice"),
 ])
 def test_report_list_mistakes_are_user_errors(tmp_path, capsys, entries, expected):
     import yaml

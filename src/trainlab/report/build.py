@@ -18,6 +18,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,23 @@ class StudyData:
     store: RunStore
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     colours: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def inputs(self) -> dict[str, tuple[tuple[int, int, int], int, list[str]]]:
+        """Input shape, class count and class names per run, loading each distinct data set once."""
+        from trainlab.config import load_config
+        from trainlab.data import load_data
+        from trainlab.study.executors import data_key
+
+        loaded: dict[str, tuple] = {}
+        out = {}
+        for run_id, config in self.configs.items():
+            key = data_key(config["data"])
+            if key not in loaded:
+                d = load_data(load_config(config).data)
+                loaded[key] = (d.input_shape, d.num_classes, d.classes)
+            out[run_id] = loaded[key]
+        return out
 
     @property
     def labels(self) -> list[str]:
@@ -110,12 +128,16 @@ def _section_options(spec: StudySpec) -> dict[str, dict[str, Any]]:
                             f"{{name: {{options}}}}, got {entry!r}")
         if name not in SECTIONS:
             raise unknown(f"report section in study {spec.name!r}:", name, SECTIONS)
+        if name in out:
+            raise UserError(f"study {spec.name!r}: report section {name!r} is listed twice; "
+                            "give it once, with the options it should use")
         if not isinstance(options, dict):
             raise UserError(f"study {spec.name!r}: options of report section {name!r} must be a mapping, "
                             f"got {options!r}")
         for key, value in options.items():
-            if key not in SECTION_OPTIONS[name]:
-                raise unknown(f"option of report section {name}:", key, SECTION_OPTIONS[name] or ["(none)"])
+            allowed = SECTIONS[name][2]
+            if key not in allowed:
+                raise unknown(f"option of report section {name}:", key, allowed or ["(none)"])
             if key in ("metric", "metrics"):
                 for metric in value if isinstance(value, list) else [value]:
                     if metric not in RANKED_METRICS:
@@ -179,7 +201,7 @@ def _final_metrics(data: StudyData, options: dict) -> list:
 
 def _findings(data: StudyData, options: dict) -> list:
     metric = options.get("metric", "test_acc")
-    classes = {len(c) for c in _classes(data).values()}
+    classes = {classes for _, classes, _ in data.inputs.values()}
     found = find(data.runs, data.histories, data.probes, metric=metric, num_classes=max(classes or {10}))
     if not found:
         return [Text("Nothing stands out: no vanishing or exploding gradients, dead units, flat losses, "
@@ -259,7 +281,7 @@ def _model_summary(data: StudyData, options: dict) -> list:
     from trainlab.config import load_config
     from trainlab.models import create_model, summary
 
-    shapes = _input_shapes(data)
+    shapes = data.inputs
     rows, first = [], {}
     for label, group in data.runs.groupby("label", sort=False):
         run_id = group["run_id"].iloc[0]
@@ -310,32 +332,20 @@ ANALYSIS_CAPTIONS = {
     "confusion": "confusion matrix on the test split",
 }
 
-SECTIONS: dict[str, tuple[str, Callable[[StudyData, dict], list]]] = {
-    "question": ("Question", _question),
-    "variants": ("What varies", _variants),
-    "findings": ("Findings", _findings),
-    "final_metrics": ("Final metrics", _final_metrics),
-    "learning_curves": ("Learning curves", _learning_curves),
-    "gradient_distributions": ("Gradient distributions", _gradient_distributions),
-    "layer_means": ("Gradients and weights across depth", _layer_means),
-    "gradient_norms": ("Gradient norm during training", _gradient_norms),
-    "histograms_over_time": ("Histograms over time", _histograms_over_time),
-    "runtime": ("Runtime", _runtime),
-    "model_summary": ("Models", _model_summary),
-    "analyses": ("What the networks learned", _analyses),
-}
 ANALYSIS_FIELDS = ["layer", "channels", "top_k", "images", "target", "projection", "seed"]
-SECTION_OPTIONS: dict[str, list[str]] = {  # the options each section takes in a study's report list
-    "question": [], "variants": [], "runtime": [],
-    "findings": ["metric"],
-    "final_metrics": ["metric", "metrics"],
-    "learning_curves": [],
-    "gradient_distributions": ["layer"],
-    "layer_means": ["stat"],
-    "gradient_norms": ["layer"],
-    "histograms_over_time": ["layer", "quantity"],
-    "model_summary": ["layers"],
-    "analyses": ["what", "runs", *ANALYSIS_FIELDS],
+SECTIONS: dict[str, tuple[str, Callable[[StudyData, dict], list], list[str]]] = {  # title, builder, options
+    "question": ("Question", _question, []),
+    "variants": ("What varies", _variants, []),
+    "findings": ("Findings", _findings, ["metric"]),
+    "final_metrics": ("Final metrics", _final_metrics, ["metric", "metrics"]),
+    "learning_curves": ("Learning curves", _learning_curves, []),
+    "gradient_distributions": ("Gradient distributions", _gradient_distributions, ["layer"]),
+    "layer_means": ("Gradients and weights across depth", _layer_means, ["stat"]),
+    "gradient_norms": ("Gradient norm during training", _gradient_norms, ["layer"]),
+    "histograms_over_time": ("Histograms over time", _histograms_over_time, ["layer", "quantity"]),
+    "runtime": ("Runtime", _runtime, []),
+    "model_summary": ("Models", _model_summary, ["layers"]),
+    "analyses": ("What the networks learned", _analyses, ["what", "runs", *ANALYSIS_FIELDS]),
 }
 RANKED_METRICS = [f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("acc", "loss")]
 DEFAULT_SECTIONS = ["question", "variants", "findings", "final_metrics", "learning_curves",
@@ -348,7 +358,7 @@ def report_document(data: StudyData) -> Document:
     data.colours = figs.palette(data.labels)
     doc = Document(f"Study report: {data.title}", subtitle=_subtitle(data))
     for name, options in data.options.items():
-        title, build = SECTIONS[name]
+        title, build, _ = SECTIONS[name]
         doc.sections.append(Section(slug(name), title, build(data, options)))
     return doc
 
@@ -414,27 +424,6 @@ def _subtitle(data: StudyData) -> str:
 def _first_layer(frames_by_label: dict[str, list[pd.DataFrame]]) -> str:
     frame = next(iter(frames_by_label.values()))[0]
     return str(frame.loc[frame["quantity"] == "grad", "layer"].iloc[0])
-
-
-def _input_shapes(data: StudyData) -> dict[str, tuple[tuple[int, int, int], int, list[str]]]:
-    """Input shape, class count and class names per run, loading each distinct data set once."""
-    from trainlab.config import load_config
-    from trainlab.data import load_data
-    from trainlab.study.executors import data_key
-
-    loaded: dict[str, tuple] = {}
-    out = {}
-    for run_id, config in data.configs.items():
-        key = data_key(config["data"])
-        if key not in loaded:
-            d = load_data(load_config(config).data)
-            loaded[key] = (d.input_shape, d.num_classes, d.classes)
-        out[run_id] = loaded[key]
-    return out
-
-
-def _classes(data: StudyData) -> dict[str, list[str]]:
-    return {run_id: v[2] for run_id, v in _input_shapes(data).items()}
 
 
 def _analysed_runs(data: StudyData, which: str) -> list[tuple[str, str]]:
