@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="where runs train: in this process (default), in worker processes, or on Ray")
             sub.add_argument("--workers", type=int, metavar="N", help="worker processes (processes: default 2)")
             sub.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: start Ray locally)")
+            sub.add_argument("--no-ensemble", action="store_true",
+                             help="train every run on its own, never as a vectorised ensemble")
             _add_training_flags(sub)
             sub.add_argument("--no-report", action="store_true", help="do not write the study's report at the end")
         _add_json(sub)
@@ -298,7 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     result = run_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store, executor=args.executor,
                        workers=args.workers, address=args.address, download=args.download,
-                       progress=not (args.quiet or args.json) and sys.stderr.isatty())
+                       ensemble=not args.no_ensemble, progress=not (args.quiet or args.json) and sys.stderr.isatty())
     if args.tensorboard:
         _study_tensorboard(result.runs, args.store, Path(args.tensorboard))
     files = None

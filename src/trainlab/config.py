@@ -204,7 +204,12 @@ class ModelConfig(Section):
 
 # ----------------------------------------------------------------------------- train
 class TrainConfig(Section):
-    """Optimisation: optimiser, schedule, regularisation, stopping, seed and device."""
+    """Optimisation: optimiser, schedule, regularisation, stopping, seed and device.
+
+    ``precision: bf16`` runs the forward passes under bfloat16 autocast (weights, gradients and
+    optimiser state stay float32); ``channels_last`` stores conv weights and image batches in
+    NHWC order, which convolutions on recent GPUs prefer.
+    """
 
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, gt=0)
@@ -229,6 +234,8 @@ class TrainConfig(Section):
     seed: int = 0
     device: str = "auto"
     threads: int | None = Field(None, gt=0)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    channels_last: bool = False
 
     @field_validator("device")
     @classmethod

@@ -3,7 +3,7 @@
 Layout of a store directory (default ``./trainlab-runs``)::
 
     trainlab.db          runs, per-epoch metrics (long format), artifacts
-    runs/<run_id>/       checkpoint.pt, config.yaml and the run's artifacts
+    runs/<run_id>/       checkpoint.pt, probes/ (rows per epoch), config.yaml and the run's artifacts
 
 The database is in WAL mode and every write is one transaction, so a reader (``trainlab
 runs`` in another terminal, a notebook) can read while a run writes. Metric rows are keyed

@@ -140,3 +140,27 @@ def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
     assert len(hists) == len(result.probe_histograms) and hists.counts.map(len).eq(cfg.probes.bins).all()
     assert {"grad", "weight", "update_ratio", "activation"} <= set(stored.quantity)
     assert train_run(load_config({**tiny_config(epochs=1), "probes": {"enabled": False}})).probes.empty
+
+
+def test_bf16_autocast_runs_the_forward_pass_in_bfloat16_and_still_learns():
+    raw = {"data": {"name": "digits"}, "model": {"hidden": [64]}, "train": {"epochs": 8, "batch_size": 64}}
+    fp32 = fit(raw, store=None)
+    bf16 = fit(raw, ["train.precision=bf16"], store=None)
+    seen = []
+    bf16.model.fc1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    data = load_data(load_config(raw).data)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16.model(to_float(data.test.x[:4], data.mean, data.std))
+    assert seen == [torch.bfloat16]
+    assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # the weights stay float32
+    assert not _numbers(bf16.history).equals(_numbers(fp32.history))  # rounding differs: it did run in bf16
+    assert bf16.final["test_acc"] >= fp32.final["test_acc"] - 0.03
+
+
+def test_channels_last_gives_the_same_numbers_as_the_default_layout():
+    raw = tiny_config(epochs=2) | {"model": {"kind": "cnn", "blocks": [{"channels": 4, "pool": "max"}, {"channels": 4}]}}
+    plain = train_run(load_config(raw))
+    nhwc = train_run(load_config(raw, ["train.channels_last=true"]))
+    assert nhwc.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not plain.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    pd.testing.assert_frame_equal(_numbers(nhwc.history), _numbers(plain.history), rtol=1e-4, atol=1e-5)

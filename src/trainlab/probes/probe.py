@@ -110,14 +110,7 @@ class Probe:
     def _measure_activation(self, name: str, module: nn.Module, y: torch.Tensor) -> None:
         pending = self._current()
         y = y.float()
-        # a unit (a neuron, or a conv channel) is dead when it is zero for the whole batch
-        dead = (y == 0).transpose(0, 1).reshape(y.shape[1], -1).all(dim=1)
-        stats = {"mean": y.mean(), "std": y.std(), "dead_frac": dead.float().mean()}
-        if isinstance(module, nn.Tanh):
-            stats["saturated_frac"] = (y.abs() > 0.99).float().mean()
-        elif isinstance(module, nn.Sigmoid):
-            stats["saturated_frac"] = ((y < 0.01) | (y > 0.99)).float().mean()
-        for stat, value in stats.items():
+        for stat, value in activation_stats(module, y).items():
             pending.keys.append((name, "output", "activation", stat))
             pending.values.append(value)
         if self.with_histograms:
@@ -242,9 +235,23 @@ def histogram(
     x = torch.nan_to_num(x.detach().float().flatten(), nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = span if span is not None else (x.min(), x.max())
     width = (hi - lo) / bins if span is not None else ((hi - lo) / bins).clamp_min(1e-30)
-    index = ((x - lo) / width).long().clamp_(0, bins - 1)
-    counts = torch.zeros(bins, device=x.device).scatter_add_(0, index, torch.ones_like(x))
+    index = ((x - lo) / width).long().clamp(0, bins - 1)
+    counts = torch.zeros(bins, device=x.device).scatter_add(0, index, torch.ones_like(x))  # out of place: vmap-able
     return counts, lo, hi
+
+
+def activation_stats(module: nn.Module, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``mean``, ``std``, ``dead_frac`` and (sigmoid, tanh) ``saturated_frac`` of an activation's float output.
+
+    A unit (a neuron, or a conv channel) is dead when it is zero for the whole batch.
+    """
+    dead = (y == 0).transpose(0, 1).reshape(y.shape[1], -1).all(dim=1)
+    stats = {"mean": y.mean(), "std": y.std(), "dead_frac": dead.float().mean()}
+    if isinstance(module, nn.Tanh):
+        stats["saturated_frac"] = (y.abs() > 0.99).float().mean()
+    elif isinstance(module, nn.Sigmoid):
+        stats["saturated_frac"] = ((y < 0.01) | (y > 0.99)).float().mean()
+    return stats
 
 
 def _split(name: str) -> tuple[str, str]:

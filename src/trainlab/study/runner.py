@@ -6,6 +6,7 @@ tried again; a run that fails marks itself ``failed`` and the study carries on.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_on_ray
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
 from trainlab.train.loop import METRICS
-from trainlab.train.runner import FINISHED, fit, stored_history
+from trainlab.train.ensemble import MixedResume, ensemble_groups
+from trainlab.train.runner import FINISHED, fit, fit_ensemble, stored_history
 
 
 @dataclass
@@ -50,11 +52,14 @@ def run_study(
     address: str | None = None,
     download: bool = False,
     progress: bool = False,
+    ensemble: bool = True,
 ) -> StudyResult:
     """Train every run of a study that is not finished yet, then return all of them.
 
     ``executor``: ``local`` (in this process), ``processes`` (``workers`` processes, the cores
     divided among them) or ``ray`` (the cluster at ``address``, or a local Ray instance).
+    With the local executor and ``ensemble``, runs that differ only in seed or scalar
+    hyper-parameters train together as vectorised ensembles (:mod:`trainlab.train.ensemble`).
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
@@ -76,13 +81,27 @@ def run_study(
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=spec.name, unit="run",
                disable=not progress, dynamic_ncols=True)
     if executor == "local":
-        for run in todo:
-            bar.set_postfix_str(f"{run.label or 'base'} seed {run.seed}")
-            try:
-                fit(run.config, store=store, data=loaded[data_key(run.config.to_dict()["data"])], progress=progress)
-            except Exception:  # recorded as failed by fit; the study carries on
-                pass
-            bar.update(1)
+        groups = ensemble_groups([r.config for r in todo]) if ensemble else [[i] for i in range(len(todo))]
+        for group in groups:
+            members = [todo[i] for i in group]
+            data = loaded[data_key(members[0].config.to_dict()["data"])]
+            bar.set_postfix_str("; ".join(f"{r.label or 'base'} seed {r.seed}" for r in members))
+            if len(members) > 1:
+                try:
+                    fit_ensemble([r.config for r in members], store, data, progress=progress)
+                    bar.update(len(members))
+                    continue
+                except MixedResume:
+                    pass  # checkpoints from different epochs: train the runs one by one, each resuming its own
+                except Exception as error:  # the study carries on: the runs train one by one
+                    warnings.warn(f"ensemble of {len(members)} runs failed ({type(error).__name__}: {error}); "
+                                  "training them one by one", stacklevel=2)
+            for run in members:
+                try:
+                    fit(run.config, store=store, data=data, progress=progress)
+                except Exception:  # recorded as failed by fit; the study carries on
+                    pass
+                bar.update(1)
     else:
         workers = workers or (2 if executor == "processes" else None)
         tasks = [Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in todo]

@@ -1,4 +1,8 @@
-"""Atomic per-epoch checkpoints: everything needed to resume a run bit for bit."""
+"""Atomic per-epoch checkpoints: everything needed to resume a run bit for bit.
+
+The checkpoint holds the latest state; each epoch's probe rows go to a file of their own
+(``probes/epoch-NNNN.pt``), written once, so saving an epoch costs the same at epoch 1 and 150.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,34 @@ from typing import Any
 import torch
 
 CHECKPOINT = "checkpoint.pt"
+PROBES = "probes"
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``run_dir/checkpoint.pt`` atomically (temp file, then rename)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{CHECKPOINT}.{os.getpid()}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, run_dir / CHECKPOINT)
+def _save_atomically(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], probe_rows: tuple[list, list] | None = None) -> None:
+    """Write ``state`` to ``run_dir/checkpoint.pt`` atomically (temp file, then rename).
+
+    ``probe_rows``, the epoch's (statistics, histograms) rows, are written first, to the
+    epoch's own file, so a checkpoint never refers to rows that are not on disk.
+    """
+    if probe_rows is not None:
+        _save_atomically(probe_rows, run_dir / PROBES / f"epoch-{state['epoch']:04d}.pt")
+    _save_atomically(state, run_dir / CHECKPOINT)
+
+
+def load_probe_rows(run_dir: Path, epochs: int) -> list[tuple[list, list]]:
+    """The probe rows of epochs ``1..epochs`` saved with :func:`save_checkpoint` (empty rows where none were)."""
+    rows = []
+    for epoch in range(1, epochs + 1):
+        path = run_dir / PROBES / f"epoch-{epoch:04d}.pt"
+        rows.append(torch.load(path, weights_only=False) if path.is_file() else ([], []))
+    return rows
 
 
 def load_checkpoint(run_dir: Path | None) -> dict[str, Any] | None:

@@ -26,7 +26,9 @@ from trainlab.config import ProbesConfig, RunConfig
 from trainlab.data import ImageData, Split, augment_batch, load_data, to_float
 from trainlab.models import create_model
 from trainlab.probes.probe import PROBE_COLUMNS, PROBE_HISTOGRAM_COLUMNS, Probe
-from trainlab.train.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from trainlab.train.checkpoint import (
+    load_checkpoint, load_probe_rows, restore_rng_state, rng_state, save_checkpoint,
+)
 from trainlab.train.optim import LRSchedule, make_optimizer, penalised_weights, penalty
 
 METRICS = (
@@ -75,6 +77,11 @@ def evaluate(model: nn.Module, split: Split, mean: torch.Tensor, std: torch.Tens
         sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
         sums[1] += (logits.argmax(1) == y).sum()
     return sums
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bfloat16 autocast on ``device`` when ``precision`` is ``bf16``; a no-op context for ``fp32``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 @contextmanager
@@ -127,6 +134,8 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
 
     torch.manual_seed(tc.seed)
     model = create_model(cfg.model, data.input_shape, data.num_classes).to(device)
+    memory_format = torch.channels_last if tc.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = make_optimizer(model, tc)
     schedule = LRSchedule(tc)
     generator = torch.Generator(device=device).manual_seed(tc.seed)
@@ -141,7 +150,7 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         restore_rng_state(state["rng"], device, generator)
-        history, probe_history = state["history"], state["probes"]
+        history, probe_history = state["history"], load_probe_rows(run_dir, state["epoch"])
         for row, probed in zip(history, probe_history):
             if on_epoch:
                 on_epoch(row)
@@ -180,8 +189,9 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
             idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
             x = to_float(augment_batch(train.x[idx], cfg.data.augment, generator), mean, std)
             y = train.y[idx]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=tc.label_smoothing)
+            with autocast(device, tc.precision):
+                logits = model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
             objective = loss + penalty(weights, tc.l1, tc.l2) if (tc.l1 or tc.l2) else loss
             optimizer.zero_grad(set_to_none=True)
             objective.backward()
@@ -198,7 +208,8 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
         train_time = time.perf_counter() - start
 
         # ---- evaluation, then one transfer to the host
-        evals = [evaluate(model, split, mean, std, tc.eval_batch_size) for split in splits.values()]
+        with autocast(device, tc.precision):
+            evals = [evaluate(model, split, mean, std, tc.eval_batch_size) for split in splits.values()]
         sums = torch.cat([step_losses.sum().view(1), correct.view(1).float(), *evals]).tolist()
         if not math.isfinite(sums[0]):
             first_bad = int((~torch.isfinite(step_losses)).nonzero()[0])
@@ -222,8 +233,7 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
             save_checkpoint(run_dir, {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "rng": rng_state(device, generator), "history": history,
-                "probes": probe_history,
-            })
+            }, probe_history[-1])
         if on_epoch:
             on_epoch(row)
         if on_probes:

@@ -10,6 +10,7 @@ import yaml
 from trainlab.config import RunConfig, load_config
 from trainlab.data import ImageData, load_data
 from trainlab.store import DEFAULT_STORE, RunStore
+from trainlab.train.ensemble import train_ensemble
 from trainlab.train.loop import METRICS, TrainResult, train_run
 
 FINISHED = ("done", "diverged")
@@ -58,6 +59,32 @@ def fit(
         raise
     store.finish_run(run_id, result.status, diverged_step=result.diverged_step)
     return result
+
+
+def fit_ensemble(configs: list[RunConfig], store: RunStore, data: ImageData,
+                 progress: bool = False) -> list[TrainResult]:
+    """Train runs that differ only in seed or scalar hyper-parameters as one vectorised ensemble
+    (:func:`~trainlab.train.ensemble.train_ensemble`), recorded in ``store`` run by run as :func:`fit` does.
+
+    The runs must be in the store already and not finished.
+    """
+    ids = [cfg.run_id() for cfg in configs]
+    run_dirs = [store.run_dir(run_id) for run_id in ids]
+    for cfg, run_id, run_dir in zip(configs, ids, run_dirs):
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        store.start_run(run_id)
+    try:
+        results = train_ensemble(configs, data, run_dirs, progress=progress,
+                                 on_epoch=lambda m, row: store.log_epoch(ids[m], row),
+                                 on_probes=lambda m, stats, hists: store.log_probes(ids[m], stats, hists))
+    except BaseException as error:
+        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
+        for run_id in ids:
+            store.finish_run(run_id, "failed", error=reason)
+        raise
+    for run_id, result in zip(ids, results):
+        store.finish_run(run_id, result.status, diverged_step=result.diverged_step)
+    return results
 
 
 def stored_history(store: RunStore, run_id: str):

@@ -1,0 +1,107 @@
+"""Optimisers over stacked parameters: one update for many models, each with its own hyper-parameters.
+
+A stacked tensor holds the same parameter of ``M`` models along its first dimension. The
+update of model ``m`` is exactly the one ``torch.optim`` (SGD, Adam, AdamW, RMSprop) would
+apply with model ``m``'s ``lr``, ``weight_decay`` and ``momentum``; the per-model
+hyper-parameters are ``(M,)`` tensors broadcast along the first dimension. The state of
+one model converts to and from a ``torch.optim`` state dict, so a checkpoint written by an
+ensemble resumes in a plain run and the other way round.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from trainlab.config import TrainConfig
+from trainlab.train.optim import make_optimizer
+
+BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which make_optimizer uses
+ADAM_EPS = 1e-8
+RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8
+STATE_KEYS = {  # state per parameter, as torch.optim names it
+    "sgd": ("momentum_buffer",),
+    "adam": ("exp_avg", "exp_avg_sq"),
+    "adamw": ("exp_avg", "exp_avg_sq"),
+    "rmsprop": ("square_avg", "momentum_buffer"),
+}
+
+
+class StackedOptimizer:
+    """``torch.optim``'s update rules applied to stacked parameters with per-model hyper-parameters."""
+
+    def __init__(self, params: dict[str, torch.Tensor], configs: list[TrainConfig]):
+        kinds = {c.optimizer for c in configs}
+        if len(kinds) != 1 or any(c.nesterov != configs[0].nesterov for c in configs):
+            raise ValueError("an ensemble's models must share the optimiser and nesterov")
+        self.kind, self.nesterov = kinds.pop(), configs[0].nesterov
+        self.params = params
+        device = next(iter(params.values())).device
+        column = lambda values: torch.tensor(values, dtype=torch.float32, device=device)  # noqa: E731
+        self.lr = torch.tensor([c.lr for c in configs], dtype=torch.float64)
+        self.weight_decay = column([c.weight_decay for c in configs])
+        self.momentum = column([c.momentum for c in configs])
+        self.steps = torch.zeros(len(configs), dtype=torch.float64)  # per model, on the host
+        self.state = {key: {name: torch.zeros_like(p) for name, p in params.items()} for key in STATE_KEYS[self.kind]}
+
+    @torch.no_grad()
+    def step(self, grads: dict[str, torch.Tensor], lr: torch.Tensor | None = None) -> None:
+        """Update every stacked parameter in place from its stacked gradient; ``lr`` (M,) overrides the base lr."""
+        lr = (self.lr if lr is None else lr).double().cpu()  # like torch.optim's Python floats
+        self.steps += 1
+        for name, p in self.params.items():
+            g = grads[name]
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            lr_ = lr.float().to(p.device).view(shape)
+            wd, mom = self.weight_decay.view(shape), self.momentum.view(shape)
+            if self.kind == "adamw":
+                p.mul_(1 - lr_ * wd)
+            elif self.weight_decay.any():
+                g = g + wd * p
+            if self.kind == "sgd":
+                buf = self.state["momentum_buffer"][name]
+                buf.mul_(mom).add_(g)
+                p.sub_(lr_ * (g + mom * buf if self.nesterov else buf))
+            elif self.kind == "rmsprop":
+                square_avg, buf = self.state["square_avg"][name], self.state["momentum_buffer"][name]
+                square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
+                buf.mul_(mom).add_(g / square_avg.sqrt().add_(RMSPROP_EPS))
+                p.sub_(lr_ * buf)
+            else:
+                exp_avg, exp_avg_sq = self.state["exp_avg"][name], self.state["exp_avg_sq"][name]
+                exp_avg.lerp_(g, 1 - BETAS[0])
+                exp_avg_sq.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
+                # bias corrections and step size in double precision, then float32, as torch.optim.Adam
+                step_size = (lr / (1 - BETAS[0] ** self.steps)).float().to(p.device).view(shape)
+                correction2 = (1 - BETAS[1] ** self.steps).sqrt().float().to(p.device).view(shape)
+                denom = (exp_avg_sq.sqrt() / correction2).add_(ADAM_EPS)
+                p.sub_(exp_avg.mul(step_size).div_(denom))
+
+    def torch_state_dict(self, index: int, model: nn.Module, cfg: TrainConfig) -> dict:
+        """Model ``index``'s state as ``make_optimizer(model, cfg).state_dict()`` would hold it."""
+        optimizer = make_optimizer(model, cfg)
+        for name, p in _trainable(model):
+            state = {key: self.state[key][name][index].clone() for key in STATE_KEYS[self.kind]}
+            if self.kind in ("sgd", "rmsprop") and cfg.momentum == 0:
+                state.pop("momentum_buffer")  # torch.optim keeps no buffer without momentum
+            if self.kind != "sgd":
+                state["step"] = self.steps[index].float()  # torch.optim keeps a float32 scalar
+            if state:
+                optimizer.state[p] = state
+        return optimizer.state_dict()
+
+    def load_torch_state_dict(self, index: int, model: nn.Module, cfg: TrainConfig, state_dict: dict) -> None:
+        """Inverse of :meth:`torch_state_dict` for model ``index``."""
+        optimizer = make_optimizer(model, cfg)
+        optimizer.load_state_dict(state_dict)
+        for name, p in _trainable(model):
+            state = optimizer.state.get(p, {})
+            for key in STATE_KEYS[self.kind]:
+                if key in state:
+                    self.state[key][name][index].copy_(state[key])
+            if "step" in state:
+                self.steps[index] = float(state["step"])
+
+
+def _trainable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
