@@ -95,6 +95,13 @@ def test_console_entry_point_reports_errors_without_traceback(tmp_path):
     assert proc.returncode == 2 and "model.init" in err and "xavier_uniform" in err and "Traceback" not in err
 
 
+def test_a_closed_pipe_ends_quietly():
+    proc = _trainlab("plan", "003-cnn-variants")
+    proc.stdout.close()  # the reader is gone before anything is written, as with `| head -0`
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and err == ""
+
+
 def test_sigkill_mid_run_then_rerun_gives_the_uninterrupted_numbers(tmp_path):
     argv = ["train", "--set", *TINY, "train.epochs=6", "data.synthetic.n_train=4000", "--json"]
     whole = _trainlab(*argv, "--store", str(tmp_path / "whole"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -398,13 +399,18 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trainlab`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe surfaces here, where it is handled below, not at exit
+        return code
     except UserError as error:
         print(f"trainlab: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("trainlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (trainlab plan X | head): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
+        return 0
 
 
 if __name__ == "__main__":
