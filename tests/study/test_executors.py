@@ -8,13 +8,15 @@ import sys
 import threading
 import time
 
+import pandas as pd
 import pytest
 
 from trainlab.store import RunStore
 from trainlab.study import run_study
 
 # 3 activations x 2 depths x 2 seeds on digits = 12 runs. train.threads makes each run use the
-# same CPU thread count whichever executor trains it, so the numbers must agree bit for bit.
+# same CPU thread count whichever executor trains it, so the numbers must agree bit for bit
+# (the local executor without ensembles; with them, up to float rounding).
 STUDY = {
     "name": "executors",
     "base": {"data": {"name": "digits"}, "model": {"hidden": [32]},
@@ -27,7 +29,19 @@ METRICS = ["train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_
 
 @pytest.fixture(scope="module")
 def local_result(tmp_path_factory):
-    return run_study(STUDY, store=tmp_path_factory.mktemp("local"))
+    return run_study(STUDY, store=tmp_path_factory.mktemp("local"), ensemble=False)
+
+
+def test_runs_that_differ_only_in_seed_train_as_ensembles_with_the_same_numbers(local_result, tmp_path):
+    result = run_study(STUDY, store=tmp_path)
+    assert result.runs["run_id"].tolist() == local_result.runs["run_id"].tolist()
+    pd.testing.assert_frame_equal(result.runs[METRICS], local_result.runs[METRICS], rtol=1e-4, atol=1e-5)
+    # the two seeds of a configuration trained together: they share the ensemble's epoch time
+    times = {run_id: history["epoch_time"].tolist() for run_id, history in result.histories.items()}
+    by_config = result.runs.groupby(["model.activation", result.runs["model.hidden"].astype(str)])["run_id"]
+    pairs = [list(ids) for _, ids in by_config]
+    assert len(pairs) == 6 and all(times[a] == times[b] for a, b in pairs)
+    assert len({tuple(times[a]) for a, _ in pairs}) == 6
 
 
 @pytest.mark.parametrize("executor", ["processes", "ray"])

@@ -114,24 +114,26 @@ def test_an_interrupted_ensemble_resumes_and_its_checkpoints_resume_plain_runs(t
         configs.append(load_config(raw))
     dirs = [tmp_path / "a", tmp_path / "b"]
 
-    def crash(m, row):
-        if row["epoch"] == 2 and m == 1:
+    def crash(m, row):  # killed after model 0 saved epoch 2, before model 1 did
+        if row["epoch"] == 2 and m == 0:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, run_dirs=dirs, on_epoch=crash)
     seen: list[tuple[int, int]] = []
     resumed = train_ensemble(configs, run_dirs=dirs, on_epoch=lambda m, row: seen.append((m, row["epoch"])))
-    assert sorted(seen) == [(m, e) for m in range(2) for e in range(1, 5)]  # two replayed, two trained, per run
-    for cfg, ours in zip(configs, resumed):
+    assert sorted(seen) == [(m, e) for m in range(2) for e in range(1, 5)]  # one replayed, three trained, per run
+    uninterrupted = train_ensemble(configs)
+    for ours, whole, cfg in zip(resumed, uninterrupted, configs):
+        pd.testing.assert_frame_equal(ours.history[NUMBERS], whole.history[NUMBERS], check_exact=True)
         _assert_same_run(ours, train_run(cfg))
 
-    # an ensemble checkpoint resumes as a plain run, and vice versa
+    # an ensemble's checkpoint resumes as a plain run
     crashed = [tmp_path / "c", tmp_path / "d"]
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, run_dirs=crashed, on_epoch=crash)
-    _assert_same_run(train_run(configs[0], run_dir=crashed[0]), resumed[0])
-    with pytest.raises(MixedResume):  # run 0 is at epoch 4 now, run 1 at epoch 2
+    _assert_same_run(train_run(configs[1], run_dir=crashed[1]), resumed[1])
+    with pytest.raises(MixedResume):  # run 0 is at epoch 2, run 1 at epoch 4 with no checkpoint of epoch 2 kept
         train_ensemble(configs, run_dirs=crashed)
 
 

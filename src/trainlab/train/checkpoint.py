@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 CHECKPOINT = "checkpoint.pt"
+PREVIOUS = "checkpoint.prev.pt"
 PROBES = "probes"
 
 
@@ -23,15 +24,24 @@ def _save_atomically(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any], probe_rows: tuple[list, list] | None = None) -> None:
+def save_checkpoint(run_dir: Path, state: dict[str, Any], probe_rows: tuple[list, list] | None = None,
+                    keep_previous: bool = False) -> None:
     """Write ``state`` to ``run_dir/checkpoint.pt`` atomically (temp file, then rename).
 
     ``probe_rows``, the epoch's (statistics, histograms) rows, are written first, to the
-    epoch's own file, so a checkpoint never refers to rows that are not on disk.
+    epoch's own file, so a checkpoint never refers to rows that are not on disk. With
+    ``keep_previous`` the replaced checkpoint stays as ``checkpoint.prev.pt`` (see :func:`load_checkpoint`).
     """
     if probe_rows is not None:
         _save_atomically(probe_rows, run_dir / PROBES / f"epoch-{state['epoch']:04d}.pt")
-    _save_atomically(state, run_dir / CHECKPOINT)
+    if not keep_previous:
+        _save_atomically(state, run_dir / CHECKPOINT)
+        return
+    tmp = run_dir / f".{CHECKPOINT}.{os.getpid()}.tmp"
+    torch.save(state, tmp)
+    if (run_dir / CHECKPOINT).is_file():
+        os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
+    os.replace(tmp, run_dir / CHECKPOINT)
 
 
 def load_probe_rows(run_dir: Path, epochs: int) -> list[tuple[list, list]]:
@@ -43,11 +53,20 @@ def load_probe_rows(run_dir: Path, epochs: int) -> list[tuple[list, list]]:
     return rows
 
 
-def load_checkpoint(run_dir: Path | None) -> dict[str, Any] | None:
-    """The last checkpoint in ``run_dir``, or None if there is none."""
-    if run_dir is None or not (run_dir / CHECKPOINT).is_file():
+def load_checkpoint(run_dir: Path | None, epoch: int | None = None) -> dict[str, Any] | None:
+    """The last checkpoint in ``run_dir`` (or, with ``epoch``, the kept one of that epoch); None if there is none.
+
+    A previous checkpoint kept by ``keep_previous`` stands in when a crash came between its
+    rename and the new one's.
+    """
+    if run_dir is None:
         return None
-    return torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    for path in (run_dir / CHECKPOINT, run_dir / PREVIOUS):
+        if path.is_file():
+            state = torch.load(path, map_location="cpu", weights_only=False)
+            if epoch is None or state["epoch"] == epoch:
+                return state
+    return None
 
 
 def rng_state(device: torch.device, generator: torch.Generator) -> dict[str, Any]:

@@ -107,7 +107,8 @@ def train_ensemble(
     checkpoint, ``on_epoch(m, row)`` and ``on_probes(m, stats, histograms)`` receive its rows
     (replayed ones included). A run's ``epoch_time`` and ``samples_per_s`` are its share of the
     ensemble's: the ensemble's time divided by the number of models still training.
-    Raises :class:`MixedResume` when the checkpoints are from different epochs.
+    After a kill between two models' checkpoints, the models ahead go back to their kept
+    previous checkpoint; :class:`MixedResume` is raised when that does not line them up.
     """
     keys = {ensemble_key(c) for c in configs}
     if len(keys) != 1 or None in keys:
@@ -135,8 +136,11 @@ class _Ensemble:
         self.generators = [torch.Generator(device=device).manual_seed(c.train.seed) for c in configs]
         self.schedules = [LRSchedule(c.train) for c in configs]
         self.states = [load_checkpoint(d) for d in self.run_dirs]
-        if len({s["epoch"] if s else 0 for s in self.states}) > 1:
-            raise MixedResume("the runs' checkpoints are from different epochs")
+        epochs = {s["epoch"] if s else 0 for s in self.states}
+        if len(epochs) > 1:  # killed between two models' saves: step the ones ahead back to their kept checkpoint
+            self.states = [load_checkpoint(d, min(epochs)) if min(epochs) else None for d in self.run_dirs]
+            if min(epochs) and any(s is None for s in self.states):
+                raise MixedResume("the runs' checkpoints are from different epochs")
         for model, state in zip(self.models, self.states):
             if state is not None:
                 model.load_state_dict(state["model"])
@@ -268,7 +272,7 @@ class _Ensemble:
                         "optimizer": self.optimizer.torch_state_dict(m, model, cfgs[m].train),
                         "schedule": self.schedules[m].state_dict(), "rng": rng_state(device, self.generators[m]),
                         "history": histories[m],
-                    }, taken[m])
+                    }, taken[m], keep_previous=True)
                 if on_epoch:
                     on_epoch(m, row)
                 if on_probes:
