@@ -38,7 +38,7 @@ from trainlab.data import load_data, to_float
 from trainlab.models import create_model
 from trainlab.study import plan_study, run_study
 from trainlab.train import train_run
-from trainlab.train.ensemble import train_ensemble
+from trainlab.train.ensemble import train_ensemble, training_flops
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = Path(tempfile.gettempdir()) / "trainlab-bench"
@@ -198,24 +198,35 @@ def bench_floor(tree: Path, size: dict, device: torch.device) -> list[dict]:
     ]
 
 
+SMALL_CNN = ["model.blocks=[{channels: 8, pool: max}, {channels: 16, pool: max}]", "model.fc=[32]"]
+
+
 def bench_ensemble(tree: Path, size: dict, device: torch.device, seeds: int = 8) -> list[dict]:
-    """Row 3: 8 seeds of the 000 CNN at batch 16, one after another vs one vectorised ensemble."""
-    _, runs = plan_study("000-baseline", overrides=[f"data.root={tree}", f"data.limit={size['ensemble_images']}",
-                                                    "data.test_limit=500", "data.val_size=100", "train.epochs=1",
-                                                    f"train.device={device.type}"])
-    configs = [load_config(runs[0].config, [f"train.seed={seed}"]) for seed in range(seeds)]
-    data = load_data(configs[0].data)
-    start = time.perf_counter()
-    for cfg in configs:
-        train_run(cfg, data)
-    sequential = time.perf_counter() - start
-    start = time.perf_counter()
-    train_ensemble(configs, data)
-    together = time.perf_counter() - start
-    where = "GPU" if device.type == "cuda" else "CPU"
-    images = len(data.train) * seeds
-    return [row(f"ensemble ({where})", f"{seeds} seeds of the 000 CNN, batch 16: samples/s, vs one by one",
-                images / together, images / sequential, "samples/s", ">= 3x", sequential / together >= 3)]
+    """Row 3: 8 seeds at batch 16 with the 000 settings, one after another vs one vectorised ensemble.
+
+    Two networks: a small CNN (8 and 16 channels) and the 000 baseline CNN itself.
+    """
+    rows = []
+    for label, network in (("small CNN", SMALL_CNN), ("000 CNN", [])):
+        _, runs = plan_study("000-baseline", overrides=[
+            f"data.root={tree}", f"data.limit={size['ensemble_images']}", "data.test_limit=500", "data.val_size=100",
+            "train.epochs=1", f"train.device={device.type}", *network])
+        configs = [load_config(runs[0].config, [f"train.seed={seed}"]) for seed in range(seeds)]
+        data = load_data(configs[0].data)
+        start = time.perf_counter()
+        for cfg in configs:
+            train_run(cfg, data)
+        sequential = time.perf_counter() - start
+        start = time.perf_counter()
+        train_ensemble(configs, data)
+        together = time.perf_counter() - start
+        where = "GPU" if device.type == "cuda" else "CPU"
+        images = len(data.train) * seeds
+        flops = training_flops(configs[0], data.input_shape, data.num_classes)
+        rows.append(row(f"ensemble ({where})", f"{seeds} seeds of the {label}, batch 16: samples/s, vs one by one",
+                        images / together, images / sequential, "samples/s", ">= 3x", sequential / together >= 3,
+                        f"{flops / 1e6:.0f} MFLOP per model and step"))
+    return rows
 
 
 def bench_study(tree: Path, size: dict) -> list[dict]:

@@ -10,8 +10,10 @@ from torch.func import vmap
 from tests.conftest import tiny_config
 from trainlab.config import TrainConfig, load_config
 from trainlab.train import train_run
+from trainlab.data import load_data
 from trainlab.train.ensemble import (
-    MixedResume, _StackedDropout, ensemble_groups, ensemble_key, train_ensemble,
+    CPU_MAX_FLOPS, MixedResume, _StackedDropout, ensemble_groups, ensemble_key, ensemble_pays, train_ensemble,
+    training_flops,
 )
 from trainlab.train.optim import make_optimizer
 from trainlab.train.stacked_optim import StackedOptimizer
@@ -167,3 +169,15 @@ def test_which_runs_share_an_ensemble():
     assert ensemble_key(configs[5]) is None
     assert ensemble_groups(configs) == [[0, 2, 6], [1], [3], [4], [5]]
     assert ensemble_groups(configs, max_models=2) == [[0, 2], [1], [3], [4], [5], [6]]
+
+
+def test_training_flops_count_the_matmuls_and_decide_where_an_ensemble_pays():
+    cfg = load_config({"data": {"name": "digits"}, "model": {"hidden": [32]}, "train": {"batch_size": 16}})
+    b, n_in, h, n_out = 16, 64, 32, 10
+    forward = 2 * b * (n_in * h + h * n_out)
+    # backward: weight gradients of both layers, input gradient of the second only (the images need none)
+    assert training_flops(cfg, (1, 8, 8), 10) == forward + forward + 2 * b * h * n_out
+    data = load_data(cfg.data)
+    assert ensemble_pays(cfg, data)
+    big = load_config(cfg.to_dict() | {"model": {"kind": "mlp", "hidden": [2048, 2048]}})
+    assert training_flops(big, (1, 8, 8), 10) > CPU_MAX_FLOPS and not ensemble_pays(big, data)

@@ -21,7 +21,7 @@ from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_on_ray
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
 from trainlab.train.loop import METRICS
-from trainlab.train.ensemble import MixedResume, ensemble_groups
+from trainlab.train.ensemble import MixedResume, ensemble_groups, ensemble_pays
 from trainlab.train.runner import FINISHED, fit, fit_ensemble, stored_history
 
 
@@ -59,7 +59,8 @@ def run_study(
     ``executor``: ``local`` (in this process), ``processes`` (``workers`` processes, the cores
     divided among them) or ``ray`` (the cluster at ``address``, or a local Ray instance).
     With the local executor and ``ensemble``, runs that differ only in seed or scalar
-    hyper-parameters train together as vectorised ensembles (:mod:`trainlab.train.ensemble`).
+    hyper-parameters train together as vectorised ensembles (:mod:`trainlab.train.ensemble`)
+    where that pays: on CUDA, and on CPU for small models (:func:`~trainlab.train.ensemble.ensemble_pays`).
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
@@ -86,7 +87,7 @@ def run_study(
             members = [todo[i] for i in group]
             data = loaded[data_key(members[0].config.to_dict()["data"])]
             bar.set_postfix_str("; ".join(f"{r.label or 'base'} seed {r.seed}" for r in members))
-            if len(members) > 1:
+            if len(members) > 1 and ensemble_pays(members[0].config, data):
                 try:
                     fit_ensemble([r.config for r in members], store, data, progress=progress)
                     bar.update(len(members))

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, stack_module_state, vmap
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from trainlab.config import RunConfig
@@ -43,6 +44,9 @@ from trainlab.train.stacked_optim import StackedOptimizer
 
 VARYING = ("seed", "lr", "weight_decay", "momentum")  # train.* keys that may differ within an ensemble
 MAX_MODELS = 8
+# Training FLOPs per model and step above which, on CPU, an ensemble is no faster than training
+# its runs one after another: the step is compute-bound already (measured: docs/performance.md).
+CPU_MAX_FLOPS = 100e6
 
 
 class MixedResume(Exception):
@@ -78,6 +82,23 @@ def ensemble_groups(configs: list[RunConfig], max_models: int = MAX_MODELS) -> l
             order.append(chunks[-1])
         chunks[-1].append(i)
     return order
+
+
+def training_flops(cfg: RunConfig, input_shape: tuple[int, int, int], num_classes: int) -> int:
+    """FLOPs of one training step (forward and backward) of ``cfg``'s model at its batch size, counted by PyTorch."""
+    with torch.random.fork_rng():
+        model = create_model(cfg.model, input_shape, num_classes)
+    x = torch.zeros(cfg.train.batch_size, *input_shape)
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x), torch.zeros(len(x), dtype=torch.long)).backward()
+    return counter.get_total_flops()
+
+
+def ensemble_pays(cfg: RunConfig, data: ImageData) -> bool:
+    """Whether ``cfg``'s ensemble beats one run after another: on CUDA always, on CPU for steps under ``CPU_MAX_FLOPS``."""
+    if resolve_device(cfg.train.device).type == "cuda":
+        return True
+    return training_flops(cfg, data.input_shape, data.num_classes) < CPU_MAX_FLOPS
 
 
 class _StackedDropout(nn.Module):
