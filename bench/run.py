@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import pickle
+import resource
 import subprocess
 import sys
 import tarfile
@@ -47,6 +48,7 @@ SIZES = {  # per size: epochs timed in report/floor, images for the ensemble row
     "default": {"epochs": 2, "ensemble_images": 2000, "study_epochs": 1, "study_limit": None},
     "full": {"epochs": 3, "ensemble_images": 8000, "study_epochs": None, "study_limit": None},
 }
+STUDIES_001 = ("001-activations", "001-depth")
 MLP_001 = {  # the 001 activation study's network and training, as a run configuration
     "data": {"name": "cifar10", "grayscale": True, "normalize": False, "val_size": 10000},
     "model": {"kind": "mlp", "hidden": [256, 256, 256], "activation": "sigmoid"},
@@ -119,6 +121,11 @@ def bench_report_style(tree: Path, size: dict) -> list[dict]:
         def _check_integrity(self) -> bool:
             return True
 
+        def _load_meta(self) -> None:
+            with open(Path(self.root) / self.base_folder / "batches.meta", "rb") as file:
+                self.classes = pickle.load(file)["label_names"]
+            self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
     root = WORK / "cifar10-pickled"
     batches = root / "cifar-10-batches-py"
     if not (batches / "batches.meta").is_file():
@@ -128,9 +135,9 @@ def bench_report_style(tree: Path, size: dict) -> list[dict]:
         for i in range(5):
             part = slice(i * 10000, (i + 1) * 10000)
             with open(batches / f"data_batch_{i + 1}", "wb") as file:
-                pickle.dump({b"data": x[part], b"labels": y[part]}, file)
+                pickle.dump({"data": x[part], "labels": y[part]}, file)
         with open(batches / "test_batch", "wb") as file:
-            pickle.dump({b"data": full.test.x.reshape(len(full.test), -1).numpy(), b"labels": full.test.y.tolist()}, file)
+            pickle.dump({"data": full.test.x.reshape(len(full.test), -1).numpy(), "labels": full.test.y.tolist()}, file)
         with open(batches / "batches.meta", "wb") as file:
             pickle.dump({"label_names": full.classes}, file)
 
@@ -234,14 +241,13 @@ def bench_study(tree: Path, size: dict) -> list[dict]:
     store = Path(tempfile.mkdtemp(dir=WORK))
     child = subprocess.Popen([sys.executable, __file__, "--study-child", str(store), "--cifar10", str(tree),
                               "--size", size["name"]], stdout=subprocess.PIPE)
-    out = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if status != 0:
-        sys.exit(f"error: the study benchmark failed (status {status})")
+    out, _ = child.communicate()
+    if child.returncode != 0:
+        sys.exit(f"error: the study benchmark failed (status {child.returncode})")
     result = json.loads(out)
     peak = matmul_gflops(torch.device("cpu"))
     ideal = result["flops"] / (peak * 1e9)
-    rss_gb = usage.ru_maxrss / 2**20  # kB -> GiB
+    rss_gb = result["peak_rss"] / 2**20  # kB -> GiB
     return [
         row("study", f"001 activations + depth ({result['runs']} runs x {result['epochs']} epochs): seconds vs "
             "FLOPs at matmul speed", result["seconds"], ideal, "s", "<= 1.5x", result["seconds"] <= 1.5 * ideal,
@@ -251,16 +257,18 @@ def bench_study(tree: Path, size: dict) -> list[dict]:
 
 
 def study_child(store: str, tree: Path, size: dict) -> None:
-    """Run both 001 studies into ``store``; print seconds, runs and counted FLOPs as JSON."""
+    """Run both 001 studies into ``store``; print seconds, runs, counted FLOPs and peak RSS (kB) as JSON."""
     overrides = [f"data.root={tree}"]
     if size["study_epochs"]:
         overrides.append(f"train.epochs={size['study_epochs']}")
     if size["study_limit"]:
         overrides.append(f"data.limit={size['study_limit']}")
     start = time.perf_counter()
-    total_flops, runs, epochs = 0, 0, 0
-    for study in ("001-activations", "001-depth"):
-        result = run_study(study, overrides=overrides, store=store)
+    runs = sum(len(run_study(study, overrides=overrides, store=store).runs) for study in STUDIES_001)
+    seconds = time.perf_counter() - start
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # before counting FLOPs below
+    total_flops, epochs = 0, 0
+    for study in STUDIES_001:
         _, planned = plan_study(study, overrides=overrides)
         data = load_data(planned[0].config.data)
         for run in planned:
@@ -271,8 +279,7 @@ def study_child(store: str, tree: Path, size: dict) -> None:
             evaluated = len(data.val) + len(data.test)
             total_flops += cfg.train.epochs * (len(data.train) * per_sample + evaluated * per_sample / 3)
             epochs = cfg.train.epochs
-        runs += len(result.runs)
-    print(json.dumps({"seconds": time.perf_counter() - start, "flops": total_flops, "runs": runs, "epochs": epochs}))
+    print(json.dumps({"seconds": seconds, "flops": total_flops, "runs": runs, "epochs": epochs, "peak_rss": peak_rss}))
 
 
 def bench_data(tree: Path) -> list[dict]:

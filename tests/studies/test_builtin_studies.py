@@ -1,5 +1,5 @@
-"""The built-in studies: every one expands; quickstart runs in the default suite, the rest (on the
-real data in ``../shared``) at their quick scale with ``pytest -m studies``."""
+"""The built-in studies: every one expands; quickstart and the fastest quick scales (on the real
+data in ``../shared``) run in the default suite, the other quick scales with ``pytest -m studies``."""
 
 import base64
 import io
@@ -79,8 +79,12 @@ def shared_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.mark.studies
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "quickstart"])
+# Quick scales that take under about 20 s run in the default suite; the rest under -m studies.
+FAST = {"002-equivariance", "002-normalisation-lr", "002-deep-narrow-mlp", "002-mlp-vs-cnn", "003-tsne"}
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.studies)
+                                  for n in NAMES if n != "quickstart"])
 def test_quick_scale_runs_and_reports(name, tmp_path, shared_cache, monkeypatch):
     monkeypatch.setenv("TRAINLAB_CACHE", str(shared_cache))
     overrides = _data_overrides(name)

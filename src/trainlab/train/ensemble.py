@@ -376,7 +376,7 @@ class _EnsembleProbe:
                 self._keys.append(("scalar", (name, "output", "activation", stat)))
                 self._values.append(value)
             if self.cfg.histograms:
-                counts, lo, hi = histogram(y, self.cfg.bins)
+                counts, lo, hi = histogram(y, self.cfg.bins, sync_free=True)
                 self._keys.append(("hist", (name, "output", "activation")))
                 self._values += [counts, lo, hi]
         return hook
@@ -417,10 +417,10 @@ class _EnsembleProbe:
 
     def _histograms(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.cfg.log_magnitude:
-            counts = vmap(lambda u: histogram(u.abs().clamp_min(1e-30).log10(), self.cfg.bins, LOG_RANGE)[0])(t)
+            counts = vmap(lambda u: histogram(u.abs().clamp_min(1e-30).log10(), self.cfg.bins, LOG_RANGE, True)[0])(t)
             lo, hi = (torch.full((len(t),), b, device=t.device) for b in LOG_RANGE)
             return counts, lo, hi
-        return vmap(lambda u: histogram(u, self.cfg.bins))(t)
+        return vmap(lambda u: histogram(u, self.cfg.bins, sync_free=True))(t)
 
     def finish(self, params: dict) -> None:
         """After the optimizer step: add the update ratios and bring the step to the host."""

@@ -185,10 +185,11 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
         step_losses = torch.empty(steps_per_epoch, device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         order = torch.randperm(len(train), generator=generator, device=device)
+        shuffled_x, shuffled_y = train.x[order], train.y[order]  # one gather per epoch; batches are slices
         for step in range(steps_per_epoch):
-            idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
-            x = to_float(augment_batch(train.x[idx], cfg.data.augment, generator), mean, std)
-            y = train.y[idx]
+            batch = slice(step * tc.batch_size, (step + 1) * tc.batch_size)
+            x = to_float(augment_batch(shuffled_x[batch], cfg.data.augment, generator), mean, std)
+            y = shuffled_y[batch]
             with autocast(device, tc.precision):
                 logits = model(x.contiguous(memory_format=memory_format) if x.dim() == 4 else x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
@@ -200,7 +201,7 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
             if tc.clip_grad:
                 nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad, foreach=True)
             optimizer.step()
-            step_losses[step] = loss.detach() * len(idx)
+            step_losses[step] = loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             bar.update(1)
         if device.type == "cuda":
