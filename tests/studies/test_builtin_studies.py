@@ -3,7 +3,10 @@ data in ``../shared``) run in the default suite, the other quick scales with ``p
 
 import base64
 import io
+import json
+import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -30,8 +33,6 @@ def test_every_builtin_study_is_listed_and_expands_at_every_scale(capsys):
             _, runs = plan_study(name, scale)
             assert runs and len({r.run_id for r in runs}) == len(runs), (name, scale)
     assert main(["studies", "--json"]) == 0
-    import json
-
     listed = json.loads(capsys.readouterr().out)
     assert [row["name"] for row in listed] == NAMES
 
@@ -88,8 +89,16 @@ FAST = {"002-equivariance", "002-normalisation-lr", "002-deep-narrow-mlp", "002-
 def test_quick_scale_runs_and_reports(name, tmp_path, shared_cache, monkeypatch):
     monkeypatch.setenv("TRAINLAB_CACHE", str(shared_cache))
     overrides = _data_overrides(name)
+    start = time.perf_counter()
     result = run_study(name, "quick", overrides, store=tmp_path)
     assert set(result.runs["status"]) <= {"done", "diverged"}, result.runs[["label", "status"]]
     files = build_report(name, store=tmp_path, scale="quick", overrides=overrides)
+    seconds = time.perf_counter() - start
     html = _report_ok(files.html)
     assert "<h2>Findings</h2>" in html and "<h2>Final metrics</h2>" in html
+    if os.environ.get("TRAINLAB_STUDY_RESULTS"):  # for docs/reproductions.md and the studies' run_time
+        out = Path(os.environ["TRAINLAB_STUDY_RESULTS"])
+        out.mkdir(parents=True, exist_ok=True)
+        runs = result.runs[[c for c in ("label", "seed", "status", "test_acc", "val_acc", "train_acc")
+                            if c in result.runs.columns]]
+        (out / f"{name}.json").write_text(json.dumps({"seconds": seconds, "runs": runs.to_dict(orient="records")}))
