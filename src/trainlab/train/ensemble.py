@@ -134,7 +134,7 @@ def train_ensemble(
     keys = {ensemble_key(c) for c in configs}
     if len(keys) != 1 or None in keys:
         raise ValueError("an ensemble's runs must differ only in train.seed, lr, weight_decay, momentum "
-                         "or the value of model.dropout, and must not use early stopping")
+                         "or the value of model.dropout, and must not use early stopping or channels_last")
     with intra_op_threads(configs[0].train.threads):
         return _Ensemble(configs, data, run_dirs, progress).train(on_epoch, on_probes)
 
