@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from trainlab.analysis.equivariance import (
     EQUIVARIANCE_COLUMNS,

@@ -37,10 +37,9 @@ class StackedOptimizer:
         self.kind, self.nesterov = kinds.pop(), configs[0].nesterov
         self.params = params
         device = next(iter(params.values())).device
-        column = lambda values: torch.tensor(values, dtype=torch.float32, device=device)  # noqa: E731
         self.lr = torch.tensor([c.lr for c in configs], dtype=torch.float64)
-        self.weight_decay = column([c.weight_decay for c in configs])
-        self.momentum = column([c.momentum for c in configs])
+        self.weight_decay = torch.tensor([c.weight_decay for c in configs], device=device)
+        self.momentum = torch.tensor([c.momentum for c in configs], device=device)
         self.steps = torch.zeros(len(configs), dtype=torch.float64)  # per model, on the host
         self.state = {key: {name: torch.zeros_like(p) for name, p in params.items()} for key in STATE_KEYS[self.kind]}
 
