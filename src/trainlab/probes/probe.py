@@ -125,7 +125,7 @@ class Probe:
         abs_sums = torch.stack(torch._foreach_norm(tensors, 1))
         numel = torch.tensor([t.numel() for t in tensors], device=norms.device, dtype=norms.dtype)
         means = torch.stack([t.mean() for t in tensors])
-        # std as the norm of the centred tensor: two fused passes, 3x faster than torch.std on CPU
+        # std as the norm of the centred tensor: two fused multi-tensor passes instead of one torch.std per tensor
         centred = torch._foreach_sub(tensors, list(means.unbind()))
         stds = torch.stack(torch._foreach_norm(centred)) / (numel - 1).clamp_min(1).sqrt()
         for stat, column in zip(TENSOR_STATS, (norms, means, stds, abs_sums / numel, max_abs)):
@@ -255,7 +255,7 @@ def _histogram_cpu(x: torch.Tensor, bins: int, span: tuple[float, float] | None)
         x = x.clamp(lo, hi)
     if hi <= lo:  # a constant tensor: everything in the first bin
         return torch.zeros(bins).index_fill_(0, torch.tensor([0]), float(x.numel())), lo, hi
-    index = (x - lo).mul_(bins / (hi - lo)).to(torch.int32).clamp_(0, bins - 1)  # bincount: 3-5x faster than histc
+    index = (x - lo).mul_(bins / (hi - lo)).to(torch.int32).clamp_(0, bins - 1)  # bincount: faster than histc or a scatter-add on CPU
     return torch.bincount(index, minlength=bins).float(), lo, hi
 
 

@@ -17,10 +17,13 @@ PREVIOUS = "checkpoint.prev.pt"
 PROBES = "probes"
 
 
-def _save_atomically(obj: Any, path: Path) -> None:
+def _save_atomically(obj: Any, path: Path, previous: Path | None = None) -> None:
+    """Write to a temporary file, then rename it to ``path``; the file it replaces becomes ``previous``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     torch.save(obj, tmp)
+    if previous is not None and path.is_file():
+        os.replace(path, previous)
     os.replace(tmp, path)
 
 
@@ -34,14 +37,7 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any], probe_rows: tuple[list
     """
     if probe_rows is not None:
         _save_atomically(probe_rows, run_dir / PROBES / f"epoch-{state['epoch']:04d}.pt")
-    if not keep_previous:
-        _save_atomically(state, run_dir / CHECKPOINT)
-        return
-    tmp = run_dir / f".{CHECKPOINT}.{os.getpid()}.tmp"
-    torch.save(state, tmp)
-    if (run_dir / CHECKPOINT).is_file():
-        os.replace(run_dir / CHECKPOINT, run_dir / PREVIOUS)
-    os.replace(tmp, run_dir / CHECKPOINT)
+    _save_atomically(state, run_dir / CHECKPOINT, run_dir / PREVIOUS if keep_previous else None)
 
 
 def load_probe_rows(run_dir: Path, epochs: int) -> list[tuple[list, list]]:

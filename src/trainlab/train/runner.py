@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,18 +48,9 @@ def fit(
     if rerun:
         store.reset_run(run_id)
 
-    run_dir = store.run_dir(run_id)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    store.start_run(run_id)
-    try:
-        result = train_run(cfg, data, run_dir, on_epoch=lambda row: store.log_epoch(run_id, row), progress=progress,
-                           on_probes=lambda stats, hists: store.log_probes(run_id, stats, hists))
-    except BaseException as error:
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
-        store.finish_run(run_id, "failed", error=reason)
-        raise
-    store.finish_run(run_id, result.status, diverged_step=result.diverged_step)
-    return result
+    return _recorded(store, [cfg], lambda ids, dirs: [train_run(
+        cfg, data, dirs[0], on_epoch=lambda row: store.log_epoch(run_id, row), progress=progress,
+        on_probes=lambda stats, hists: store.log_probes(run_id, stats, hists))])[0]
 
 
 def fit_ensemble(configs: list[RunConfig], store: RunStore, data: ImageData,
@@ -68,15 +60,24 @@ def fit_ensemble(configs: list[RunConfig], store: RunStore, data: ImageData,
 
     The runs must be in the store already and not finished.
     """
+    return _recorded(store, configs, lambda ids, dirs: train_ensemble(
+        configs, data, dirs, progress=progress, on_epoch=lambda m, row: store.log_epoch(ids[m], row),
+        on_probes=lambda m, stats, hists: store.log_probes(ids[m], stats, hists)))
+
+
+def _recorded(store: RunStore, configs: list[RunConfig],
+              train: Callable[[list[str], list[Path]], list[TrainResult]]) -> list[TrainResult]:
+    """Start the runs in ``store`` (config.yaml in each folder), ``train(ids, run_dirs)`` them, record how they ended.
+
+    Any exception, Ctrl-C included, marks every run ``failed`` with the reason, then propagates.
+    """
     ids = [cfg.run_id() for cfg in configs]
     run_dirs = [store.run_dir(run_id) for run_id in ids]
     for cfg, run_id, run_dir in zip(configs, ids, run_dirs):
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         store.start_run(run_id)
     try:
-        results = train_ensemble(configs, data, run_dirs, progress=progress,
-                                 on_epoch=lambda m, row: store.log_epoch(ids[m], row),
-                                 on_probes=lambda m, stats, hists: store.log_probes(ids[m], stats, hists))
+        results = train(ids, run_dirs)
     except BaseException as error:
         reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
         for run_id in ids:

@@ -48,11 +48,16 @@ class StackedOptimizer:
         """Update every stacked parameter in place from its stacked gradient; ``lr`` (M,) overrides the base lr."""
         lr = (self.lr if lr is None else lr).double().cpu()  # like torch.optim's Python floats
         self.steps += 1
+        device = self.weight_decay.device
+        # per model, once per step: the lr, and Adam's step size and bias correction (double, then
+        # float32, as torch.optim.Adam computes them)
+        lr_all = lr.float().to(device)
+        step_size = (lr / (1 - BETAS[0] ** self.steps)).float().to(device)
+        correction2_all = (1 - BETAS[1] ** self.steps).sqrt().float().to(device)
         for name, p in self.params.items():
             g = grads[name]
             shape = (-1,) + (1,) * (p.dim() - 1)
-            lr_ = lr.float().to(p.device).view(shape)
-            wd, mom = self.weight_decay.view(shape), self.momentum.view(shape)
+            lr_, wd, mom = lr_all.view(shape), self.weight_decay.view(shape), self.momentum.view(shape)
             if self.kind == "adamw":
                 p.mul_(1 - lr_ * wd)
             elif self.weight_decay.any():
@@ -70,11 +75,8 @@ class StackedOptimizer:
                 exp_avg, exp_avg_sq = self.state["exp_avg"][name], self.state["exp_avg_sq"][name]
                 exp_avg.lerp_(g, 1 - BETAS[0])
                 exp_avg_sq.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
-                # bias corrections and step size in double precision, then float32, as torch.optim.Adam
-                step_size = (lr / (1 - BETAS[0] ** self.steps)).float().to(p.device).view(shape)
-                correction2 = (1 - BETAS[1] ** self.steps).sqrt().float().to(p.device).view(shape)
-                denom = (exp_avg_sq.sqrt() / correction2).add_(ADAM_EPS)
-                p.sub_(exp_avg.mul(step_size).div_(denom))
+                denom = (exp_avg_sq.sqrt() / correction2_all.view(shape)).add_(ADAM_EPS)
+                p.sub_(exp_avg.mul(step_size.view(shape)).div_(denom))
 
     def torch_state_dict(self, index: int, model: nn.Module, cfg: TrainConfig) -> dict:
         """Model ``index``'s state as ``make_optimizer(model, cfg).state_dict()`` would hold it."""
