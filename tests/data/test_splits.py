@@ -8,7 +8,7 @@ import torch
 from torchvision.transforms.functional import rgb_to_grayscale
 
 from trainlab.config import DataConfig, SyntheticConfig
-from trainlab.data import ImageData, load_data
+from trainlab.data import ImageData, Split, load_data
 from trainlab.errors import UserError
 
 
@@ -116,3 +116,14 @@ def test_to_moves_every_tensor() -> None:
     data = load_data(synthetic()).to("cpu")
     assert isinstance(data, ImageData)
     assert all(t.device.type == "cpu" for t in (data.train.x, data.val.y, data.test.x, data.mean, data.std))
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5)])
+def test_take_equals_advanced_indexing(shape: tuple[int, ...]) -> None:
+    generator = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (20, 2, 4, 4), dtype=torch.uint8, generator=generator),
+                  torch.randint(0, 10, (20,), generator=generator))
+    index = torch.randint(0, 20, shape, generator=generator)
+    x, y = split.take(index)
+    assert x.shape == (*shape, 2, 4, 4) and y.shape == shape
+    assert torch.equal(x, split.x[index]) and torch.equal(y, split.y[index])

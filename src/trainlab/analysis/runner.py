@@ -75,7 +75,7 @@ class Context:
 
         split = self.data.test
         idx = sample_indices(len(split), self.options.images, self.options.seed)
-        return split.x[idx], split.y[idx]
+        return split.take(idx)
 
 
 def _has_conv(model: nn.Module) -> bool:

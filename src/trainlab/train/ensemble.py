@@ -241,10 +241,9 @@ class _Ensemble:
             for step in range(steps_per_epoch):
                 global_step = epoch * steps_per_epoch + step
                 idx = orders[:, step * tc.batch_size : (step + 1) * tc.batch_size]
-                x = train.x[idx]
+                x, y = train.take(idx)
                 if cfgs[0].data.augment:
                     x = torch.stack([augment_batch(x[m], cfgs[0].data.augment, g) for m, g in enumerate(self.generators)])
-                y = train.y[idx]
                 probed = probe is not None and probe.start(global_step)
                 grads, (_, (loss, hits, measured)) = step_fn(self.params, self.buffers, to_float(x, self.mean, self.std), y)
                 if probed:

@@ -185,7 +185,7 @@ def _train(cfg: RunConfig, data: ImageData | None, run_dir: Path | None,
         step_losses = torch.empty(steps_per_epoch, device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         order = torch.randperm(len(train), generator=generator, device=device)
-        shuffled_x, shuffled_y = train.x[order], train.y[order]  # one gather per epoch; batches are slices
+        shuffled_x, shuffled_y = train.take(order)  # one gather per epoch; batches are slices
         for step in range(steps_per_epoch):
             batch = slice(step * tc.batch_size, (step + 1) * tc.batch_size)
             x = to_float(augment_batch(shuffled_x[batch], cfg.data.augment, generator), mean, std)
@@ -265,7 +265,7 @@ def _embedder(cfg: RunConfig, model: nn.Module, data: ImageData, run_dir: Path |
     check_layer(model, pc.embedding_layer)
     split = data.test if data.test is not None else data.val
     indices = sample_indices(len(split), pc.embedding_samples).to(split.x.device)
-    x, y = split.x[indices], split.y[indices]
+    x, y = split.take(indices)
 
     def embed(epoch: int) -> None:
         if epoch not in pc.embeddings_at:
