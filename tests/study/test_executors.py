@@ -11,8 +11,11 @@ import time
 import pandas as pd
 import pytest
 
+from trainlab.config import load_config
 from trainlab.store import RunStore
 from trainlab.study import run_study
+from trainlab.study.executors import Task, execute
+from trainlab.train import ensemble, train_run
 
 # 3 activations x 2 depths x 2 seeds on digits = 12 runs. train.threads makes each run use the
 # same CPU thread count whichever executor trains it, so the numbers must agree bit for bit
@@ -32,8 +35,11 @@ def local_result(tmp_path_factory):
     return run_study(STUDY, store=tmp_path_factory.mktemp("local"), ensemble=False)
 
 
-def test_runs_that_differ_only_in_seed_train_as_ensembles_with_the_same_numbers(local_result, tmp_path):
-    result = run_study(STUDY, store=tmp_path)
+@pytest.mark.parametrize("executor", ["local", "processes", "ray"])
+def test_runs_that_differ_only_in_seed_train_as_ensembles_with_the_same_numbers(local_result, tmp_path, executor):
+    if executor == "ray":
+        pytest.importorskip("ray", reason="ray is not installed")
+    result = run_study(STUDY, store=tmp_path, executor=executor, workers=2)
     assert result.runs["run_id"].tolist() == local_result.runs["run_id"].tolist()
     pd.testing.assert_frame_equal(result.runs[METRICS], local_result.runs[METRICS], rtol=1e-4, atol=1e-5)
     # the two seeds of a configuration trained together: they share the ensemble's epoch time
@@ -48,7 +54,7 @@ def test_runs_that_differ_only_in_seed_train_as_ensembles_with_the_same_numbers(
 def test_every_executor_gives_identical_final_metrics(local_result, tmp_path, executor):
     if executor == "ray":
         pytest.importorskip("ray", reason="ray is not installed")
-    result = run_study(STUDY, store=tmp_path, executor=executor, workers=2)
+    result = run_study(STUDY, store=tmp_path, executor=executor, workers=2, ensemble=False)
     assert len(result.runs) == 12 and set(result.runs["status"]) == {"done"}
     assert result.runs["run_id"].tolist() == local_result.runs["run_id"].tolist()
     assert result.runs[METRICS].equals(local_result.runs[METRICS])
@@ -112,3 +118,19 @@ def test_sigkill_during_a_study_then_rerun_gives_the_uninterrupted_results(tmp_p
     total, distinct = conn.execute("SELECT COUNT(*), COUNT(DISTINCT run_id || '/' || epoch || '/' || name) "
                                    "FROM metrics").fetchone()
     assert total == distinct == 12 * 4 * 10  # 10 metrics per epoch, no duplicates
+
+
+def test_a_failing_ensemble_job_trains_its_runs_one_by_one(tmp_path, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(ensemble, "train_ensemble", out_of_memory)
+    configs = [load_config(STUDY["base"], [f"train.seed={seed}"]) for seed in (0, 1)]
+    job = [Task(cfg.run_id(), cfg.to_dict(), str(tmp_path / str(i))) for i, cfg in enumerate(configs)]
+    with pytest.warns(UserWarning, match="ensemble of 2 runs failed .*out of memory.* one by one"):
+        outcomes = execute(job)
+    assert [o.run_id for o in outcomes] == [cfg.run_id() for cfg in configs]
+    for outcome, cfg in zip(outcomes, configs):
+        alone = train_run(cfg).history
+        assert outcome.status == "done"
+        assert [{m: row[m] for m in METRICS} for row in outcome.history] == alone[METRICS].to_dict(orient="records")

@@ -1,9 +1,10 @@
 """Where a study's runs train: in this process, in worker processes, or on a Ray cluster.
 
-Workers only train: each receives a run's configuration and folder (for its checkpoint),
-and returns an :class:`Outcome` with the per-epoch metrics. The driver alone writes the run
-store. A worker that dies (killed, out of memory) fails its own run with the reason; the
-study carries on with the others.
+Workers only train: each receives a job, one run's configuration and folder (for its
+checkpoint) or those of runs that train together as a vectorised ensemble, and returns an
+:class:`Outcome` per run with the per-epoch metrics. The driver alone writes the run store. A
+worker that dies (killed, out of memory) fails its job's runs with the reason; the study
+carries on with the others.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import multiprocessing as mp
 import os
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -52,25 +54,59 @@ def data_key(data_config: dict[str, Any]) -> str:
     return json.dumps(data_config, sort_keys=True)
 
 
-def execute(task: Task, threads: int | None = None) -> Outcome:
-    """Train one run (resuming from its checkpoint) and return its outcome; never raises."""
+def execute(job: list[Task], threads: int | None = None) -> list[Outcome]:
+    """Train a job, resuming from checkpoints, and return an outcome per run; never raises.
+
+    A job is one run, or runs that train together as a vectorised ensemble
+    (:func:`~trainlab.train.ensemble.train_ensemble`); if the ensemble cannot train (its runs
+    stopped at different epochs) or fails, its runs train one by one.
+    """
     import torch
 
     from trainlab.config import RunConfig
-    from trainlab.data import load_data
-    from trainlab.train.loop import train_run
+    from trainlab.train.ensemble import MixedResume, train_ensemble
 
     if threads:
         torch.set_num_threads(threads)
+    if len(job) > 1:
+        try:
+            configs = [RunConfig.model_validate(task.config) for task in job]
+            results = train_ensemble(configs, _data(job[0].config), [Path(task.run_dir) for task in job])
+            return [_outcome(task.run_id, result) for task, result in zip(job, results)]
+        except MixedResume:
+            pass  # checkpoints from different epochs: each run resumes its own
+        except Exception as error:
+            warnings.warn(f"ensemble of {len(job)} runs failed ({type(error).__name__}: {error}); "
+                          "training them one by one", stacklevel=1)
+    return [_execute_one(task) for task in job]
+
+
+def _execute_one(task: Task) -> Outcome:
+    """Train one run; a failure becomes a ``failed`` outcome with the reason."""
+    from trainlab.config import RunConfig
+    from trainlab.train.loop import train_run
+
     try:
-        cfg = RunConfig.model_validate(task.config)
-        key = data_key(task.config["data"])
-        if key not in _DATA:
-            _DATA[key] = load_data(cfg.data)
-        result = train_run(cfg, _DATA[key], Path(task.run_dir))
+        result = train_run(RunConfig.model_validate(task.config), _data(task.config), Path(task.run_dir))
     except Exception as error:  # reported to the driver, which records the run as failed
         return Outcome(task.run_id, "failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
-    return Outcome(task.run_id, result.status, result.history.to_dict(orient="records"), result.diverged_step,
+    return _outcome(task.run_id, result)
+
+
+def _data(config: dict[str, Any]):
+    """The data set of a run configuration (a dict), loaded once per process."""
+    from trainlab.config import RunConfig
+    from trainlab.data import load_data
+
+    key = data_key(config["data"])
+    if key not in _DATA:
+        _DATA[key] = load_data(RunConfig.model_validate(config).data)
+    return _DATA[key]
+
+
+def _outcome(run_id: str, result) -> Outcome:
+    """A finished :class:`~trainlab.train.loop.TrainResult` as what the driver records."""
+    return Outcome(run_id, result.status, result.history.to_dict(orient="records"), result.diverged_step,
                    probes=list(result.probes.itertuples(index=False, name=None)),
                    probe_histograms=list(result.probe_histograms.itertuples(index=False, name=None)))
 
@@ -81,9 +117,9 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run_in_processes(
-    tasks: list[Task], workers: int, on_start: Callable[[Task, int | None], None]
+    jobs: list[list[Task]], workers: int, on_start: Callable[[Task, int | None], None]
 ) -> Iterator[Outcome]:
-    """Train ``tasks`` on ``workers`` worker processes, yielding outcomes as runs finish.
+    """Train ``jobs`` (see :func:`execute`) on ``workers`` worker processes, yielding outcomes as runs finish.
 
     Workers are forked from a fork server that has trainlab and torch imported (so no worker
     inherits the driver's thread pools) and live for the whole study, keeping the data sets
@@ -101,29 +137,31 @@ def run_in_processes(
         worker_end.close()
         return driver_end, process
 
-    pending = list(tasks)
-    idle = [spawn() for _ in range(min(workers, len(tasks)))]
-    busy: dict[Connection, tuple[Task, BaseProcess]] = {}
+    pending = list(jobs)
+    idle = [spawn() for _ in range(min(workers, len(jobs)))]
+    busy: dict[Connection, tuple[list[Task], BaseProcess]] = {}
     try:
         while pending or busy:
             while pending and idle:
                 connection, process = idle.pop()
-                task = pending.pop(0)
-                connection.send(task)
-                on_start(task, process.pid)
-                busy[connection] = (task, process)
+                job = pending.pop(0)
+                connection.send(job)
+                for task in job:
+                    on_start(task, process.pid)
+                busy[connection] = (job, process)
             for connection in wait(list(busy)):
-                task, process = busy.pop(connection)
+                job, process = busy.pop(connection)
                 try:
-                    outcome = connection.recv()
+                    outcomes = connection.recv()
                     idle.append((connection, process))
                 except EOFError:
                     process.join()
                     connection.close()
-                    outcome = Outcome(task.run_id, "failed", error=f"worker process died (exit code {process.exitcode})")
+                    reason = f"worker process died (exit code {process.exitcode})"
+                    outcomes = [Outcome(task.run_id, "failed", error=reason) for task in job]
                     if pending:
                         idle.append(spawn())
-                yield outcome
+                yield from outcomes
     finally:
         for connection, process in idle + [(c, p) for c, (_, p) in busy.items()]:
             if process.is_alive() and connection not in busy:
@@ -134,15 +172,15 @@ def run_in_processes(
 
 
 def _worker(connection: Connection, threads: int) -> None:
-    """A worker process: train the tasks it receives until it receives None."""
-    while (task := connection.recv()) is not None:
-        connection.send(execute(task, threads))
+    """A worker process: train the jobs it receives until it receives None."""
+    while (job := connection.recv()) is not None:
+        connection.send(execute(job, threads))
 
 
 def run_on_ray(
-    tasks: list[Task], workers: int | None, address: str | None, on_start: Callable[[Task, int | None], None]
+    jobs: list[list[Task]], workers: int | None, address: str | None, on_start: Callable[[Task, int | None], None]
 ) -> Iterator[Outcome]:
-    """Train ``tasks`` as Ray tasks on the cluster at ``address`` (or a local Ray instance)."""
+    """Train ``jobs`` (see :func:`execute`) as Ray tasks on the cluster at ``address`` (or a local Ray instance)."""
     from trainlab.errors import UserError
 
     try:
@@ -157,16 +195,18 @@ def run_on_ray(
         remote = ray.remote(num_cpus=1, max_retries=0)(execute)
         threads = threads_per_worker(workers or int(ray.available_resources().get("CPU", 1)))
         futures = {}
-        for task in tasks:
-            on_start(task, None)
-            futures[remote.remote(task, threads)] = task
+        for job in jobs:
+            for task in job:
+                on_start(task, None)
+            futures[remote.remote(job, threads)] = job
         while futures:
             done, _ = ray.wait(list(futures), num_returns=1)
-            task = futures.pop(done[0])
+            job = futures.pop(done[0])
             try:
-                yield ray.get(done[0])
+                yield from ray.get(done[0])
             except Exception as error:  # the worker died: Ray reports it on get
-                yield Outcome(task.run_id, "failed", error=f"ray worker failed: {type(error).__name__}: {error}")
+                reason = f"ray worker failed: {type(error).__name__}: {error}"
+                yield from (Outcome(task.run_id, "failed", error=reason) for task in job)
     finally:
         if started_here:
             ray.shutdown()

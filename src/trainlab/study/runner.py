@@ -20,8 +20,8 @@ from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_on_ray
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
-from trainlab.train.loop import METRICS
 from trainlab.train.ensemble import MixedResume, ensemble_groups, ensemble_pays
+from trainlab.train.loop import METRICS
 from trainlab.train.runner import FINISHED, fit, fit_ensemble, stored_history
 
 
@@ -58,9 +58,10 @@ def run_study(
 
     ``executor``: ``local`` (in this process), ``processes`` (``workers`` processes, the cores
     divided among them) or ``ray`` (the cluster at ``address``, or a local Ray instance).
-    With the local executor and ``ensemble``, runs that differ only in seed or scalar
-    hyper-parameters train together as vectorised ensembles (:mod:`trainlab.train.ensemble`)
-    where that pays: on CUDA, and on CPU for small models (:func:`~trainlab.train.ensemble.ensemble_pays`).
+    With ``ensemble``, runs that differ only in seed or scalar hyper-parameters train together
+    as vectorised ensembles (:mod:`trainlab.train.ensemble`), with every executor, where that
+    pays: on CUDA, and on CPU for small models (:func:`~trainlab.train.ensemble.ensemble_pays`,
+    judged on the driver's device).
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
@@ -81,23 +82,22 @@ def run_study(
     todo = [r for r in runs if statuses[r.run_id] not in FINISHED]
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=spec.name, unit="run",
                disable=not progress, dynamic_ncols=True)
+    jobs = _jobs(todo, loaded, ensemble)
     if executor == "local":
-        groups = ensemble_groups([r.config for r in todo]) if ensemble else [[i] for i in range(len(todo))]
-        for group in groups:
-            members = [todo[i] for i in group]
-            data = loaded[data_key(members[0].config.to_dict()["data"])]
-            bar.set_postfix_str("; ".join(f"{r.label or 'base'} seed {r.seed}" for r in members))
-            if len(members) > 1 and ensemble_pays(members[0].config, data):
+        for job in jobs:
+            data = loaded[data_key(job[0].config.to_dict()["data"])]
+            bar.set_postfix_str("; ".join(f"{r.label or 'base'} seed {r.seed}" for r in job))
+            if len(job) > 1:
                 try:
-                    fit_ensemble([r.config for r in members], store, data, progress=progress)
-                    bar.update(len(members))
+                    fit_ensemble([r.config for r in job], store, data, progress=progress)
+                    bar.update(len(job))
                     continue
                 except MixedResume:
                     pass  # checkpoints from different epochs: train the runs one by one, each resuming its own
                 except Exception as error:  # the study carries on: the runs train one by one
-                    warnings.warn(f"ensemble of {len(members)} runs failed ({type(error).__name__}: {error}); "
+                    warnings.warn(f"ensemble of {len(job)} runs failed ({type(error).__name__}: {error}); "
                                   "training them one by one", stacklevel=2)
-            for run in members:
+            for run in job:
                 try:
                     fit(run.config, store=store, data=data, progress=progress)
                 except Exception:  # recorded as failed by fit; the study carries on
@@ -105,8 +105,7 @@ def run_study(
                 bar.update(1)
     else:
         workers = workers or (2 if executor == "processes" else None)
-        tasks = [Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in todo]
-
+        task_jobs = [[Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in job] for job in jobs]
         names = {r.run_id: f"{r.label or 'base'} seed {r.seed}" for r in todo}
         running: set[str] = set()
 
@@ -116,8 +115,8 @@ def run_study(
             running.add(task.run_id)
             bar.set_postfix_str("running: " + "; ".join(names[r] for r in running))
 
-        outcomes = (run_in_processes(tasks, workers, start) if executor == "processes"
-                    else run_on_ray(tasks, workers, address, start))
+        outcomes = (run_in_processes(task_jobs, workers, start) if executor == "processes"
+                    else run_on_ray(task_jobs, workers, address, start))
         for outcome in outcomes:
             for row in outcome.history:
                 store.log_epoch(outcome.run_id, row)
@@ -127,6 +126,21 @@ def run_study(
             bar.update(1)
     bar.close()
     return study_results(spec, runs, store)
+
+
+def _jobs(todo: list[PlannedRun], loaded: dict[str, ImageData], ensemble: bool) -> list[list[PlannedRun]]:
+    """The runs to train, grouped into jobs: runs that can train as one ensemble where that pays, else one per job."""
+    if not ensemble:
+        return [[run] for run in todo]
+    jobs = []
+    for group in ensemble_groups([r.config for r in todo]):
+        members = [todo[i] for i in group]
+        data = loaded[data_key(members[0].config.to_dict()["data"])]
+        if len(members) > 1 and ensemble_pays(members[0].config, data):
+            jobs.append(members)
+        else:
+            jobs.extend([run] for run in members)
+    return jobs
 
 
 def study_results(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> StudyResult:
