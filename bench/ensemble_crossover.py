@@ -1,11 +1,12 @@
 """Where a vectorised ensemble pays on this machine: step time of 8 models, one after another vs vmapped.
 
-    python bench/ensemble_crossover.py [--device cuda]
+    python bench/ensemble_crossover.py [--device cuda] [--profile "CNN 8-16, CIFAR, batch 16"]
 
 For networks from a few to a few thousand MFLOP per training step, prints the training FLOPs per
 model and step, the time of one step of 8 models with a plain loop (8 forward/backward passes and
 8 Adam steps) and with :mod:`trainlab.train.ensemble`'s vmapped step and stacked Adam, and the
-speed-up. ``trainlab.train.ensemble.CPU_MAX_FLOPS`` is set from this table.
+speed-up. ``trainlab.train.ensemble.CPU_MAX_FLOPS`` is set from this table. With ``--profile
+NAME``, also prints the operators that take the time in that network's two steps (torch.profiler).
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", type=int, default=8)
+    parser.add_argument("--profile", metavar="NAME", choices=list(CASES), help="profile this network's steps")
     args = parser.parse_args()
     device, n = torch.device(args.device), args.models
+    profiled = {}
     print(f"{'network':<28} {'MFLOP/step':>10} {'one by one':>11} {'ensemble':>9} {'speed-up':>8}")
     for name, (model_cfg, shape, batch) in CASES.items():
         cfg = load_config({"model": model_cfg, "train": {"batch_size": batch}})
@@ -83,6 +86,15 @@ def main() -> None:
         flops = training_flops(cfg, shape, 10)
         sequential, vectorised = milliseconds(one_by_one), milliseconds(together)
         print(f"{name:<28} {flops / 1e6:>10.1f} {sequential:>9.1f}ms {vectorised:>7.1f}ms {sequential / vectorised:>8.2f}")
+        if name == args.profile:
+            profiled[name] = (one_by_one, together)
+    for name, (one_by_one, together) in profiled.items():
+        for label, step in (("one by one", one_by_one), ("ensemble", together)):
+            with torch.profiler.profile() as profiler:
+                for _ in range(10):
+                    step()
+            print(f"\n{name}, {label}: 10 steps of {n} models")
+            print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
 
 
 if __name__ == "__main__":

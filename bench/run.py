@@ -27,7 +27,9 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 
 import torch
 import torch.nn.functional as F
@@ -43,11 +45,11 @@ from trainlab.train.ensemble import train_ensemble, training_flops
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = Path(tempfile.gettempdir()) / "trainlab-bench"
-SIZES = {  # per size: interleaved rounds and trainlab epochs per round in report/floor, images for the
+SIZES = {  # per size: paired rounds and trainlab epochs per round in report/floor, images for the
     # ensemble row, epochs and images of the 001 studies
     "tiny": {"rounds": 1, "epochs": 1, "ensemble_images": 320, "study_epochs": 1, "study_limit": 4000},
-    "default": {"rounds": 3, "epochs": 2, "ensemble_images": 2000, "study_epochs": 1, "study_limit": None},
-    "full": {"rounds": 3, "epochs": 3, "ensemble_images": 8000, "study_epochs": None, "study_limit": None},
+    "default": {"rounds": 5, "epochs": 2, "ensemble_images": 2000, "study_epochs": 1, "study_limit": None},
+    "full": {"rounds": 5, "epochs": 3, "ensemble_images": 8000, "study_epochs": None, "study_limit": None},
 }
 STUDIES_001 = ("001-activations", "001-depth")
 MLP_001 = {  # the 001 activation study's network and training, as a run configuration
@@ -114,10 +116,31 @@ def peak_rss_kb() -> int:
 
 
 def row(name: str, measured: str, ours: float, reference: float, unit: str, target: str, ok: bool | None,
-        note: str = "") -> dict:
-    return {"row": name, "measured": measured, "trainlab": ours, "reference": reference,
-            "ratio": ours / reference if reference else float("nan"), "unit": unit, "target": target,
-            "ok": ok, "note": note}
+        note: str = "", ratio: float | None = None) -> dict:
+    """One table row; ``ratio`` defaults to ``ours / reference``."""
+    if ratio is None:
+        ratio = ours / reference if reference else float("nan")
+    return {"row": name, "measured": measured, "trainlab": ours, "reference": reference, "ratio": ratio,
+            "unit": unit, "target": target, "ok": ok, "note": note}
+
+
+def paired_rounds(rounds: int, *measures: Callable[[], float]) -> list[list[float]]:
+    """Each of ``measures`` once per round, back to back, the order turned around every other round.
+
+    The machine's speed drifts over seconds to minutes; measurements taken side by side see the
+    same machine, so their ratio (:func:`paired_ratio`) is steadier than a ratio of two bests.
+    """
+    results: list[list[float]] = [[] for _ in measures]
+    for i in range(rounds):
+        order = list(enumerate(measures))
+        for k, measure in order if i % 2 == 0 else order[::-1]:
+            results[k].append(measure())
+    return results
+
+
+def paired_ratio(ours: list[float], reference: list[float]) -> float:
+    """The median over rounds of ``ours / reference``."""
+    return median(a / b for a, b in zip(ours, reference))
 
 
 # ----------------------------------------------------------------------------- rows
@@ -172,12 +195,10 @@ def bench_report_style(tree: Path, size: dict) -> list[dict]:
             seen += len(x)
         return seen / (time.perf_counter() - start)
 
-    reference, ours = 0.0, 0.0
-    for _ in range(size["rounds"]):  # interleaved, best of each
-        reference = max(reference, report_epoch())
-        ours = max(ours, trainlab_mlp(tree, size, probes=True))
-    return [row("report", "001 MLP samples/s vs report-style loop", ours, reference, "samples/s", ">= 8x",
-                ours >= 8 * reference)]
+    reference, ours = paired_rounds(size["rounds"], report_epoch, lambda: trainlab_mlp(tree, size, probes=True))
+    ratio = paired_ratio(ours, reference)
+    return [row("report", "001 MLP samples/s vs report-style loop", median(ours), median(reference), "samples/s",
+                ">= 8x", ratio >= 8, ratio=ratio)]
 
 
 def trainlab_mlp(tree: Path, size: dict, probes: bool, device: str = "cpu") -> float:
@@ -211,21 +232,22 @@ def bench_floor(tree: Path, size: dict, device: torch.device) -> list[dict]:
         return len(x_all) / (time.perf_counter() - start)
 
     floor_epoch()  # warm-up
-    floor, ours, unprobed = 0.0, 0.0, 0.0
-    for _ in range(size["rounds"]):  # interleaved, best of each: the machine's noise hits both alike
-        floor = max(floor, *(floor_epoch() for _ in range(size["epochs"])))  # as many epochs as trainlab's
-        ours = max(ours, trainlab_mlp(tree, size, probes=True, device=device.type))
-        unprobed = max(unprobed, trainlab_mlp(tree, size, probes=False, device=device.type))
+    floor, ours, unprobed = paired_rounds(
+        size["rounds"],
+        lambda: max(floor_epoch() for _ in range(size["epochs"])),  # best of as many epochs as trainlab's
+        lambda: trainlab_mlp(tree, size, probes=True, device=device.type),
+        lambda: trainlab_mlp(tree, size, probes=False, device=device.type))
     flops = train_flops(model, to_float(x_all[:1024], mean, std), y_all[:1024]) / 1024
     peak = matmul_gflops(device)
     where = "GPU" if device.type == "cuda" else "CPU"
+    vs_floor, vs_unprobed = paired_ratio(ours, floor), paired_ratio(ours, unprobed)
     return [
-        row(f"floor ({where})", "001 MLP samples/s, probes on, vs hand-written loop", ours, floor, "samples/s",
-            ">= 0.9x", ours >= 0.9 * floor),
-        row(f"probes ({where})", "001 MLP samples/s, default probes on vs off", ours, unprobed, "samples/s",
-            ">= 0.9x", ours >= 0.9 * unprobed),
-        row(f"gflops ({where})", "achieved GFLOP/s vs fp32 2048x2048 matmul", flops * ours / 1e9, peak, "GFLOP/s",
-            "(context)", None, f"{flops / 1e6:.2f} MFLOP per training sample"),
+        row(f"floor ({where})", "001 MLP samples/s, probes on, vs hand-written loop", median(ours), median(floor),
+            "samples/s", ">= 0.9x", vs_floor >= 0.9, ratio=vs_floor),
+        row(f"probes ({where})", "001 MLP samples/s, default probes on vs off", median(ours), median(unprobed),
+            "samples/s", ">= 0.9x", vs_unprobed >= 0.9, ratio=vs_unprobed),
+        row(f"gflops ({where})", "achieved GFLOP/s vs fp32 2048x2048 matmul", flops * median(ours) / 1e9, peak,
+            "GFLOP/s", "(context)", None, f"{flops / 1e6:.2f} MFLOP per training sample"),
     ]
 
 

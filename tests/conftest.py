@@ -1,4 +1,8 @@
 import pytest
+import torch
+
+# CPU always; CUDA too where present, so a GPU machine checks the CUDA paths with the same tests
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.fixture(autouse=True)

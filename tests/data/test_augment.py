@@ -6,11 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import DEVICES
 from trainlab.config import Crop, HFlip, Translate, VFlip
 from trainlab.data import augment_batch, to_float
 from trainlab.data.augment import shift_images
-
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def images(batch: int = 32, device: str = "cpu") -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.func import vmap
 
-from tests.conftest import tiny_config
+from tests.conftest import DEVICES, tiny_config
 from trainlab.config import TrainConfig, load_config
 from trainlab.train import train_run
 from trainlab.data import load_data
@@ -100,8 +100,9 @@ def _assert_same_run(ours, reference, rtol=2e-4, atol=2e-5):
         sorted(map(tuple, reference.probe_histograms[hist_key].values))
 
 
-def test_ensemble_equals_sequential_runs_one_by_one(tmp_path):
-    configs = [load_config(_cnn_config(seed, lr)) for seed, lr in [(0, 0.05), (1, 0.05), (2, 0.02)]]
+@pytest.mark.parametrize("device", DEVICES)
+def test_ensemble_equals_sequential_runs_one_by_one(tmp_path, device):
+    configs = [load_config(_cnn_config(seed, lr, device=device)) for seed, lr in [(0, 0.05), (1, 0.05), (2, 0.02)]]
     assert len({ensemble_key(c) for c in configs}) == 1
     results = train_ensemble(configs, run_dirs=[tmp_path / str(i) for i in range(3)])
     for cfg, ours in zip(configs, results):

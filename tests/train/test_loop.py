@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import tiny_config
+from tests.conftest import DEVICES, tiny_config
 from trainlab.config import load_config
 from trainlab.data import load_data, to_float
 from trainlab.train import evaluate, fit, train_run
@@ -59,8 +59,9 @@ class Crash(Exception):
     {"model": {"kind": "cnn", "blocks": [{"channels": 4, "pool": "max"}], "batch_norm": True},
      "data": {"augment": ["hflip", {"name": "crop", "padding": 1}]}, "train": {"optimizer": "sgd", "momentum": 0.9}},
 ])
-def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, extra):
-    raw = tiny_config(epochs=5)
+@pytest.mark.parametrize("device", DEVICES)
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, extra, device):
+    raw = tiny_config(epochs=5, device=device)
     for section, values in extra.items():
         raw[section] = {**raw[section], **values} if section != "model" else values
     cfg = load_config(raw)
@@ -142,14 +143,16 @@ def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
     assert train_run(load_config({**tiny_config(epochs=1), "probes": {"enabled": False}})).probes.empty
 
 
-def test_bf16_autocast_runs_the_forward_pass_in_bfloat16_and_still_learns():
-    raw = {"data": {"name": "digits"}, "model": {"hidden": [64]}, "train": {"epochs": 8, "batch_size": 64}}
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_autocast_runs_the_forward_pass_in_bfloat16_and_still_learns(device):
+    raw = {"data": {"name": "digits"}, "model": {"hidden": [64]},
+           "train": {"epochs": 8, "batch_size": 64, "device": device}}
     fp32 = fit(raw, store=None)
     bf16 = fit(raw, ["train.precision=bf16"], store=None)
     seen = []
     bf16.model.fc1.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
-    data = load_data(load_config(raw).data)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    data = load_data(load_config(raw).data).to(device)
+    with torch.autocast(device, dtype=torch.bfloat16):
         bf16.model(to_float(data.test.x[:4], data.mean, data.std))
     assert seen == [torch.bfloat16]
     assert all(p.dtype == torch.float32 for p in bf16.model.parameters())  # the weights stay float32
@@ -157,8 +160,9 @@ def test_bf16_autocast_runs_the_forward_pass_in_bfloat16_and_still_learns():
     assert bf16.final["test_acc"] >= fp32.final["test_acc"] - 0.03
 
 
-def test_channels_last_gives_the_same_numbers_as_the_default_layout():
-    raw = tiny_config(epochs=2) | {"model": {"kind": "cnn", "blocks": [{"channels": 4, "pool": "max"}, {"channels": 4}]}}
+@pytest.mark.parametrize("device", DEVICES)
+def test_channels_last_gives_the_same_numbers_as_the_default_layout(device):
+    raw = tiny_config(epochs=2, device=device) | {"model": {"kind": "cnn", "blocks": [{"channels": 4, "pool": "max"}, {"channels": 4}]}}
     plain = train_run(load_config(raw))
     nhwc = train_run(load_config(raw, ["train.channels_last=true"]))
     assert nhwc.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
