@@ -48,6 +48,36 @@ def milliseconds(step, seconds: float = 2.0) -> float:
     return (time.perf_counter() - start) / count * 1000
 
 
+def steps(model_cfg: dict, shape: tuple[int, ...], batch: int, n: int, device: torch.device):
+    """``(one_by_one, together)``: one training step of ``n`` models, in a plain loop and vmapped."""
+    cfg = load_config({"model": model_cfg, "train": {"batch_size": batch}})
+    models = [create_model(cfg.model, shape, 10).to(device) for _ in range(n)]
+    optimizers = [torch.optim.Adam(m.parameters()) for m in models]
+    x, y = torch.randn(n, batch, *shape, device=device), torch.randint(0, 10, (n, batch), device=device)
+
+    def one_by_one():
+        for model, optimizer, xm, ym in zip(models, optimizers, x, y):
+            optimizer.zero_grad()
+            F.cross_entropy(model(xm), ym).backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    params, buffers = stack_module_state(models)
+    params = {k: v.detach() for k, v in params.items()}
+    base = copy.deepcopy(models[0]).to("meta")
+    vmapped = vmap(grad_and_value(lambda p, b, xm, ym: F.cross_entropy(functional_call(base, (p, b), (xm,)), ym)))
+    stacked = StackedOptimizer(params, [TrainConfig()] * n)
+
+    def together():
+        grads, _ = vmapped(params, buffers, x, y)
+        stacked.step(grads)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return one_by_one, together
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
@@ -55,45 +85,19 @@ def main() -> None:
     parser.add_argument("--profile", metavar="NAME", choices=list(CASES), help="profile this network's steps")
     args = parser.parse_args()
     device, n = torch.device(args.device), args.models
-    profiled = {}
     print(f"{'network':<28} {'MFLOP/step':>10} {'one by one':>11} {'ensemble':>9} {'speed-up':>8}")
     for name, (model_cfg, shape, batch) in CASES.items():
-        cfg = load_config({"model": model_cfg, "train": {"batch_size": batch}})
-        models = [create_model(cfg.model, shape, 10).to(device) for _ in range(n)]
-        optimizers = [torch.optim.Adam(m.parameters()) for m in models]
-        x, y = torch.randn(n, batch, *shape, device=device), torch.randint(0, 10, (n, batch), device=device)
-
-        def one_by_one():
-            for model, optimizer, xm, ym in zip(models, optimizers, x, y):
-                optimizer.zero_grad()
-                F.cross_entropy(model(xm), ym).backward()
-                optimizer.step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-
-        params, buffers = stack_module_state(models)
-        params = {k: v.detach() for k, v in params.items()}
-        base = copy.deepcopy(models[0]).to("meta")
-        step = vmap(grad_and_value(lambda p, b, xm, ym: F.cross_entropy(functional_call(base, (p, b), (xm,)), ym)))
-        stacked = StackedOptimizer(params, [TrainConfig()] * n)
-
-        def together():
-            grads, _ = step(params, buffers, x, y)
-            stacked.step(grads)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-
-        flops = training_flops(cfg, shape, 10)
+        one_by_one, together = steps(model_cfg, shape, batch, n, device)
+        flops = training_flops(load_config({"model": model_cfg, "train": {"batch_size": batch}}), shape, 10)
         sequential, vectorised = milliseconds(one_by_one), milliseconds(together)
         print(f"{name:<28} {flops / 1e6:>10.1f} {sequential:>9.1f}ms {vectorised:>7.1f}ms {sequential / vectorised:>8.2f}")
-        if name == args.profile:
-            profiled[name] = (one_by_one, together)
-    for name, (one_by_one, together) in profiled.items():
-        for label, step in (("one by one", one_by_one), ("ensemble", together)):
+    if args.profile:
+        for label, step in zip(("one by one", "ensemble"), steps(*CASES[args.profile], n, device)):
+            step()
             with torch.profiler.profile() as profiler:
                 for _ in range(10):
                     step()
-            print(f"\n{name}, {label}: 10 steps of {n} models")
+            print(f"\n{args.profile}, {label}: 10 steps of {n} models")
             print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
 
 
