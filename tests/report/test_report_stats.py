@@ -123,6 +123,13 @@ def test_compare_one_seed_per_variant_is_not_distinguishable():
     assert c.p_value is None and not c.distinguishable and c.reason == "one seed of a: no interval"
 
 
+def test_compare_constant_samples_have_no_p_value_and_no_warning(recwarn):
+    runs = runs_frame([(label, i, "done", {"test_acc": 0.1}) for label in "ab" for i in range(3)])
+    c = compare(runs)
+    assert math.isnan(c.p_value) and not c.distinguishable
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_compare_needs_two_variants_with_finished_runs():
     runs = runs_frame([("a", 0, "done", {"test_acc": 0.9}), ("b", 0, "failed", {"test_acc": np.nan})])
     with pytest.raises(ValueError, match="two variants"):

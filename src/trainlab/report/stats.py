@@ -6,6 +6,7 @@ Only finished runs (status ``done``) enter a mean; diverged and failed runs are 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -81,7 +82,8 @@ class Comparison:
     ``distinguishable``: the two confidence intervals do not overlap, i.e. the means differ by more
     than the sum of the half-widths (stricter than the Welch test at the same level). Without an
     interval for either variant (one seed) it is False; ``reason`` says why in words.
-    ``p_value``: two-sided Welch t-test, None unless both variants have at least two seeds.
+    ``p_value``: two-sided Welch t-test, None unless both variants have at least two seeds, NaN
+    when their values are (nearly) constant.
     """
 
     metric: str
@@ -122,7 +124,11 @@ def compare(runs: pd.DataFrame, metric: str = "test_acc", by: str = "label",
     elif n1 < 2 or n2 < 2:
         distinguishable, reason = False, f"one seed of {best if n1 < 2 else runner_up}: no interval"
     else:
-        p_value = float(stats.ttest_ind(samples[best], samples[runner_up], equal_var=False).pvalue)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            p_value = float(stats.ttest_ind(samples[best], samples[runner_up], equal_var=False).pvalue)
+        if caught:  # scipy lost precision: (nearly) constant samples, where the test means nothing
+            p_value = math.nan
         distinguishable = abs(m1 - m2) > h1 + h2
         reason = f"the {confidence:.0%} intervals {'do not overlap' if distinguishable else 'overlap'}"
     return Comparison(metric, best, runner_up, m1, h1, n1, m2, h2, n2, p_value, distinguishable, reason,
