@@ -40,6 +40,7 @@ class StackedOptimizer:
         self.lr = torch.tensor([c.lr for c in configs], dtype=torch.float64)
         self.weight_decay = torch.tensor([c.weight_decay for c in configs], device=device)
         self.momentum = torch.tensor([c.momentum for c in configs], device=device)
+        self.any_weight_decay = any(c.weight_decay for c in configs)  # a Python bool: no device sync per step
         self.steps = torch.zeros(len(configs), dtype=torch.float64)  # per model, on the host
         self.state = {key: {name: torch.zeros_like(p) for name, p in params.items()} for key in STATE_KEYS[self.kind]}
 
@@ -60,7 +61,7 @@ class StackedOptimizer:
             lr_, wd, mom = lr_all.view(shape), self.weight_decay.view(shape), self.momentum.view(shape)
             if self.kind == "adamw":
                 p.mul_(1 - lr_ * wd)
-            elif self.weight_decay.any():
+            elif self.any_weight_decay:
                 g = g + wd * p
             if self.kind == "sgd":
                 buf = self.state["momentum_buffer"][name]
