@@ -24,6 +24,6 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def to_float(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """uint8 images ``(..., C, H, W)`` -> float32 ``(x / 255 - mean) / std`` per channel, on x's device."""
-    scale = (1 / (255 * std.double())).to(x.device, torch.float32).view(-1, 1, 1)
-    shift = (-mean.double() / std.double()).to(x.device, torch.float32).view(-1, 1, 1)
-    return x.float().mul_(scale).add_(shift)  # in place on the fresh float copy: 2.5x faster than 3 divisions
+    mean = mean.to(x.device, torch.float32).view(-1, 1, 1)
+    std = std.to(x.device, torch.float32).view(-1, 1, 1)
+    return x.float().div_(255).sub_(mean).div_(std)  # in place on the fresh float copy
