@@ -218,6 +218,7 @@ def bench_floor(tree: Path, size: dict, device: torch.device) -> list[dict]:
     torch.manual_seed(0)
     model = create_model(cfg.model, data.input_shape, data.num_classes).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
     def floor_epoch() -> float:
         sync(device)
         start = time.perf_counter()

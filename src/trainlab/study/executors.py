@@ -13,7 +13,6 @@ import json
 import multiprocessing as mp
 import os
 import traceback
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
@@ -64,20 +63,16 @@ def execute(job: list[Task], threads: int | None = None) -> list[Outcome]:
     import torch
 
     from trainlab.config import RunConfig
-    from trainlab.train.ensemble import MixedResume, train_ensemble
+    from trainlab.train.ensemble import train_ensemble, train_together
 
     if threads:
         torch.set_num_threads(threads)
     if len(job) > 1:
-        try:
-            configs = [RunConfig.model_validate(task.config) for task in job]
-            results = train_ensemble(configs, _data(job[0].config), [Path(task.run_dir) for task in job])
+        results = train_together(lambda: train_ensemble(
+            [RunConfig.model_validate(task.config) for task in job], _data(job[0].config),
+            [Path(task.run_dir) for task in job]), len(job))
+        if results is not None:
             return [_outcome(task.run_id, result) for task, result in zip(job, results)]
-        except MixedResume:
-            pass  # checkpoints from different epochs: each run resumes its own
-        except Exception as error:
-            warnings.warn(f"ensemble of {len(job)} runs failed ({type(error).__name__}: {error}); "
-                          "training them one by one", stacklevel=1)
     return [_execute_one(task) for task in job]
 
 

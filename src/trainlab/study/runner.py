@@ -6,7 +6,6 @@ tried again; a run that fails marks itself ``failed`` and the study carries on.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_on_ray
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
-from trainlab.train.ensemble import MixedResume, ensemble_groups, ensemble_pays
+from trainlab.train.ensemble import ensemble_groups, ensemble_pays, train_together
 from trainlab.train.loop import METRICS
 from trainlab.train.runner import FINISHED, fit, fit_ensemble, stored_history
 
@@ -87,16 +86,11 @@ def run_study(
         for job in jobs:
             data = loaded[data_key(job[0].config.to_dict()["data"])]
             bar.set_postfix_str("; ".join(f"{r.label or 'base'} seed {r.seed}" for r in job))
-            if len(job) > 1:
-                try:
-                    fit_ensemble([r.config for r in job], store, data, progress=progress)
-                    bar.update(len(job))
-                    continue
-                except MixedResume:
-                    pass  # checkpoints from different epochs: train the runs one by one, each resuming its own
-                except Exception as error:  # the study carries on: the runs train one by one
-                    warnings.warn(f"ensemble of {len(job)} runs failed ({type(error).__name__}: {error}); "
-                                  "training them one by one", stacklevel=2)
+            if len(job) > 1 and train_together(
+                    lambda: fit_ensemble([r.config for r in job], store, data, progress=progress),  # noqa: B023
+                    len(job)) is not None:
+                bar.update(len(job))
+                continue
             for run in job:
                 try:
                     fit(run.config, store=store, data=data, progress=progress)

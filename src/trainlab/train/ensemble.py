@@ -15,8 +15,10 @@ import copy
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -47,10 +49,27 @@ MAX_MODELS = 8
 # Training FLOPs per model and step above which, on CPU, an ensemble is no faster than training
 # its runs one after another: the step is compute-bound already (measured: docs/performance.md).
 CPU_MAX_FLOPS = 100e6
+T = TypeVar("T")
 
 
 class MixedResume(Exception):
     """The runs of an ensemble have checkpoints from different epochs: train them one by one."""
+
+
+def train_together(train: Callable[[], T], n_runs: int) -> T | None:
+    """``train()`` an ensemble of ``n_runs``; None when its runs must train one by one instead.
+
+    That is when their checkpoints are from different epochs (:class:`MixedResume`), or when the
+    ensemble fails (a warning says why; each run then resumes from its own checkpoint).
+    """
+    try:
+        return train()
+    except MixedResume:
+        return None
+    except Exception as error:
+        warnings.warn(f"ensemble of {n_runs} runs failed ({type(error).__name__}: {error}); "
+                      "training them one by one", stacklevel=3)
+        return None
 
 
 def ensemble_key(cfg: RunConfig) -> str | None:
