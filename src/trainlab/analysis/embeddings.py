@@ -8,90 +8,16 @@ images at those epochs (0 is before the first step); :func:`project` and
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 from matplotlib.figure import Figure
-from torch import nn
 
-from trainlab.data import to_float
 from trainlab.errors import unknown
+from trainlab.probes.embeddings import (  # noqa: F401 (the analysis's public names)
+    EMBEDDINGS_DIR, check_layer, features, load_embeddings, penultimate_layer, sample_indices, save_embedding,
+)
 
-EMBEDDINGS_DIR = "embeddings"
 PROJECTIONS = ("tsne", "pca")
-
-
-def penultimate_layer(model: nn.Module) -> str:
-    """Name of the last ``nn.Linear``; its *input* is the penultimate representation."""
-    names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not names:
-        raise ValueError("the model has no nn.Linear layer; name the layer whose output to embed")
-    return names[-1]
-
-
-def check_layer(model: nn.Module, layer: str | None) -> None:
-    """Raise UserError unless ``layer`` is None or the name of one of ``model``'s modules."""
-    names = [name for name, _ in model.named_modules() if name]
-    if layer is not None and layer not in names:
-        raise unknown("probes.embedding_layer", layer, names)
-
-
-def sample_indices(n_images: int, n: int, seed: int = 0) -> torch.Tensor:
-    """A fixed, sorted sample of ``n`` image indices: the same images for every run and epoch."""
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randperm(n_images, generator=generator)[: min(n, n_images)].sort().values
-
-
-@torch.no_grad()
-def features(model: nn.Module, x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-             layer: str | None = None, batch_size: int = 512) -> torch.Tensor:
-    """Flattened features of ``layer`` (default: the input of the last Linear) for uint8 images ``x``.
-
-    The model runs in eval mode; its previous mode is restored. Returns a float32 CPU tensor (N, D).
-    """
-    modules = dict(model.named_modules())
-    captured: list[torch.Tensor] = []
-    if layer is None:
-        handle = modules[penultimate_layer(model)].register_forward_pre_hook(
-            lambda _m, args: captured.append(args[0].flatten(1).float().cpu()))
-    else:
-        check_layer(model, layer)
-        handle = modules[layer].register_forward_hook(
-            lambda _m, _args, out: captured.append(out.flatten(1).float().cpu()))
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    mean, std = mean.to(device), std.to(device)
-    try:
-        for i in range(0, len(x), batch_size):
-            model(to_float(x[i : i + batch_size].to(device), mean, std))
-    finally:
-        handle.remove()
-        model.train(was_training)
-    return torch.cat(captured)
-
-
-def save_embedding(run_dir: Path, epoch: int, feats: torch.Tensor, labels: torch.Tensor,
-                   indices: torch.Tensor) -> Path:
-    """Write one epoch's features to ``run_dir/embeddings/epoch_XXXX.npz`` atomically."""
-    folder = run_dir / EMBEDDINGS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"epoch_{epoch:04d}.npz"
-    tmp = folder / f".{path.stem}.{os.getpid()}.tmp.npz"
-    np.savez(tmp, features=feats.numpy(), labels=labels.cpu().numpy(), indices=indices.cpu().numpy())
-    os.replace(tmp, path)
-    return path
-
-
-def load_embeddings(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
-    """Every saved epoch of a run: ``{epoch: {"features", "labels", "indices"}}``, in epoch order."""
-    out = {}
-    for path in sorted((run_dir / EMBEDDINGS_DIR).glob("epoch_*.npz")):
-        with np.load(path) as data:
-            out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
-    return out
 
 
 def project(feats: np.ndarray | torch.Tensor, method: str = "tsne", seed: int = 0) -> np.ndarray:

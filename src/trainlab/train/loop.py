@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from trainlab.analysis.embeddings import check_layer, features, sample_indices, save_embedding
+from trainlab.probes.embeddings import check_layer, features, sample_indices, save_embedding
 from trainlab.config import ProbesConfig, RunConfig
 from trainlab.data import ImageData, Split, augment_batch, load_data, to_float
 from trainlab.models import create_model
