@@ -210,7 +210,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from trainlab.store import RunStore
-    from trainlab.train.runner import stored_history
+    from trainlab.train.fit import stored_history
 
     store = RunStore(args.store)
     run = store.get_run(args.run)
@@ -328,7 +328,7 @@ def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None
     """TensorBoard event files of every finished run of a study, one folder per run."""
     from trainlab.probes.tensorboard import write_tensorboard
     from trainlab.store import RunStore
-    from trainlab.train.runner import stored_history
+    from trainlab.train.fit import stored_history
 
     store = RunStore(store_dir)
     for run_id in runs.loc[runs["status"].isin(["done", "diverged"]), "run_id"]:

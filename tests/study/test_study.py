@@ -108,8 +108,8 @@ def test_a_failing_run_is_marked_failed_and_the_study_carries_on(tmp_path, monke
 
     # The failure is injected under fit and fit_ensemble, which record the status themselves;
     # a failed ensemble is tried again run by run.
-    monkeypatch.setattr("trainlab.train.runner.train_run", train_run_or_die)
-    monkeypatch.setattr("trainlab.train.runner.train_ensemble", train_ensemble_or_die)
+    monkeypatch.setattr("trainlab.train.fit.train_run", train_run_or_die)
+    monkeypatch.setattr("trainlab.train.fit.train_ensemble", train_ensemble_or_die)
     with pytest.warns(UserWarning, match="ensemble of 2 runs failed"):
         result = run_study(STUDY, store=tmp_path)
     statuses = result.runs.groupby(result.runs["model.activation"])["status"].unique()

@@ -31,7 +31,7 @@ from trainlab.report.document import Document, Picture, Section, Table, Text, re
 from trainlab.report.findings import find
 from trainlab.report.stats import DEFAULT_METRICS, higher_is_better, summarize
 from trainlab.store import DEFAULT_STORE, RunStore
-from trainlab.study.runner import plan_study, study_results
+from trainlab.study.run import plan_study, study_results
 from trainlab.study.spec import StudySpec
 
 

@@ -12,7 +12,8 @@ from trainlab.config import RunConfig, load_config
 from trainlab.data import ImageData, load_data
 from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.train.ensemble import train_ensemble
-from trainlab.train.loop import METRICS, TrainResult, train_run
+from trainlab.train.bookkeeping import METRICS, TrainResult
+from trainlab.train.loop import train_run
 
 FINISHED = ("done", "diverged")
 

@@ -20,8 +20,8 @@ from trainlab.store import DEFAULT_STORE, RunStore
 from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_on_ray
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
 from trainlab.train.ensemble import ensemble_groups, ensemble_pays, train_together
-from trainlab.train.loop import METRICS
-from trainlab.train.runner import FINISHED, fit, fit_ensemble, stored_history
+from trainlab.train.bookkeeping import METRICS
+from trainlab.train.fit import FINISHED, fit, fit_ensemble, stored_history
 
 
 @dataclass
