@@ -10,6 +10,7 @@ from torch import nn
 
 from trainlab.analysis.neurons import (
     interesting_channels,
+    last_conv_activation,
     neuron_patches,
     plot_neurons,
     receptive_field_box,
@@ -324,3 +325,22 @@ def test_plot_neurons_has_a_row_per_channel_and_saves_as_png():
     assert Image.open(io.BytesIO(buffer.getvalue())).format == "PNG"
     with pytest.raises(UserError, match="not in the table"):
         plot_neurons(images, table, [9])
+
+
+def test_default_layer_is_the_activation_after_the_last_conv_whatever_the_names():
+    cnn = create_model({"kind": "cnn", "blocks": [{"channels": 4}, {"channels": 4}], "batch_norm": True},
+                       (3, 12, 12), 3)
+    assert last_conv_activation(cnn) == "act2"  # conv2, bn2, act2: batch norm is not the activation
+    plain = nn.Sequential(OrderedDict([
+        ("c", nn.Conv2d(1, 2, 3)), ("relu", nn.ReLU()),
+        ("features", nn.Conv2d(2, 2, 3)), ("norm", nn.BatchNorm2d(2)), ("drop", nn.Dropout()),
+        ("squash", nn.GELU()), ("flat", nn.Flatten()), ("head", nn.Linear(8, 2)),
+    ]))
+    assert last_conv_activation(plain) == "squash"
+    unactivated = nn.Sequential(OrderedDict([  # the activation after the flatten is not spatial
+        ("first", nn.Conv2d(1, 2, 3)), ("second", nn.Conv2d(2, 2, 3)), ("pool", nn.MaxPool2d(2)),
+        ("flat", nn.Flatten()), ("relu", nn.ReLU()), ("head", nn.Linear(8, 2)),
+    ]))
+    assert last_conv_activation(unactivated) == "second"
+    with pytest.raises(UserError, match="no nn.Conv2d"):
+        last_conv_activation(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))

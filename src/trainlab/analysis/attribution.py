@@ -27,6 +27,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from trainlab.capture import capture
 from trainlab.errors import unknown
 
 NEURON_REDUCTIONS = ("sum", "max")
@@ -58,7 +59,8 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target: Any = None) 
 def _input_gradient(model: nn.Module, inputs: torch.Tensor, target: Any, guided: bool) -> torch.Tensor:
     """Gradient of the summed target values w.r.t. ``inputs``, optionally with guided ReLUs.
 
-    The model gets a copy that is not a leaf of the graph, so in-place operations on it are allowed.
+    The model gets a copy that is not a leaf of the graph, so in-place operations on it are allowed; a
+    neuron's layer hands a copy of its output on, so in-place operations after it cannot change it.
     """
     x = inputs.detach().requires_grad_(True)
     neuron = _neuron(target)
@@ -67,12 +69,12 @@ def _input_gradient(model: nn.Module, inputs: torch.Tensor, target: Any, guided:
             stack.enter_context(_guided_relus(model))
         if neuron is not None:
             layer, channel, reduction = neuron
-            captured = stack.enter_context(_capture(model, layer))
+            seen = stack.enter_context(capture(model, [layer], hand_on_copy=True))
         output = model(x.clone())
         if neuron is None:
             objective = _select(output, target).sum()
         else:
-            objective = _neuron_values(layer, captured, channel, reduction).sum()
+            objective = _neuron_values(layer, seen[layer], channel, reduction).sum()
         (grad,) = torch.autograd.grad(objective, x)
     return grad.detach()
 
@@ -99,30 +101,6 @@ def _guided_relus(model: nn.Module) -> Iterator[None]:
             handle.remove()
 
 
-@contextmanager
-def _capture(model: nn.Module, layer: str) -> Iterator[list[torch.Tensor]]:
-    """While open, the outputs of ``model``'s module ``layer`` are appended to the yielded list.
-
-    The module hands a copy downstream, so later in-place operations cannot change what was captured.
-    """
-    modules = dict(model.named_modules())
-    if layer not in modules:
-        raise unknown("layer", layer, [name for name in modules if name])
-    outputs: list[torch.Tensor] = []
-
-    def after(module: nn.Module, args: tuple, output: Any) -> torch.Tensor:
-        if not isinstance(output, torch.Tensor):
-            raise TypeError(f"layer {layer!r} returns {type(output).__name__}, not a tensor")
-        outputs.append(output)
-        return output.clone()
-
-    handle = modules[layer].register_forward_hook(after)
-    try:
-        yield outputs
-    finally:
-        handle.remove()
-
-
 def _neuron(target: Any) -> tuple[str, int, str] | None:
     """``(layer, channel, reduction)`` of a neuron target, None for any other target."""
     if not (isinstance(target, tuple) and target and isinstance(target[0], str)):
@@ -139,6 +117,8 @@ def _neuron_values(layer: str, outputs: list[torch.Tensor], channel: int, reduct
     """Per example: the sum or the maximum of channel ``channel`` of the layer's single output."""
     if len(outputs) != 1:
         raise ValueError(f"layer {layer!r} ran {len(outputs)} times in one forward pass; it must run once")
+    if not isinstance(outputs[0], torch.Tensor):
+        raise TypeError(f"layer {layer!r} returns {type(outputs[0]).__name__}, not a tensor")
     values = outputs[0][:, channel].reshape(len(outputs[0]), -1)
     return values.sum(dim=1) if reduction == "sum" else values.amax(dim=1)
 

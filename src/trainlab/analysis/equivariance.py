@@ -13,7 +13,7 @@ feature map by the same angle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from torch import nn
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from trainlab.capture import capture, check_layers
 from trainlab.errors import UserError, unknown
 
 TRANSFORMS = ("shift", "rotate")
@@ -145,15 +146,12 @@ def equivariance(
 
 def _layer_names(model: nn.Module, layers: Sequence[str] | None) -> list[str]:
     """The named layers, checked, or every ``nn.Conv2d`` of ``model``."""
-    modules = dict(model.named_modules())
     if layers is None:
-        names = [name for name, module in modules.items() if isinstance(module, nn.Conv2d)]
+        names = [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
         if not names:
             raise UserError("the model has no nn.Conv2d layers; name the layers to compare with layers=[...]")
         return names
-    for name in layers:
-        if name not in modules:
-            raise unknown("layer", name, [n for n in modules if n])
+    check_layers(model, layers)
     return list(dict.fromkeys(layers))
 
 
@@ -165,38 +163,12 @@ def _shift_amount(amount: Any) -> tuple[int, int]:
     return pair
 
 
-class _Enough(Exception):
-    """Raised from a forward hook to stop the forward pass once every wanted layer has run."""
-
-
 def _features(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
-    """A copy of each named layer's first output for ``x``, run in eval mode without gradients."""
-    modules = dict(model.named_modules())
-    captured: dict[str, torch.Tensor] = {}
-
-    def hook_for(name: str) -> Callable[..., None]:
-        def after(module: nn.Module, args: tuple, output: Any) -> None:
-            if name not in captured:
-                captured[name] = output.detach().clone() if isinstance(output, torch.Tensor) else output
-            if len(captured) == len(names):
-                raise _Enough
-
-        return after
-
-    modes = {module: module.training for module in model.modules()}
-    handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    except _Enough:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, training in modes.items():
-            module.training = training
-    return captured
+    """Each named layer's first output for ``x``; the model runs in eval mode, without gradients,
+    as far as the last of them."""
+    with torch.no_grad(), capture(model, names, stop=True, eval_mode=True, hand_on_copy=True) as seen:
+        seen.run(x)
+    return {name: outputs[0] for name, outputs in seen.items() if outputs}
 
 
 def plot_equivariance(result: EquivarianceResult, image: Any = None, channel: int | None = None) -> Figure:

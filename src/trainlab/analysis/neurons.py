@@ -20,6 +20,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from trainlab.capture import capture
 from trainlab.data import to_float
 from trainlab.errors import UserError, did_you_mean
 from trainlab.models.activations import Maxout
@@ -28,18 +29,15 @@ FIELD_COLUMNS = [
     "layer", "type", "size_h", "size_w", "jump_h", "jump_w", "start_h", "start_w", "out_h", "out_w"
 ]
 TOP_COLUMNS = ["layer", "channel", "rank", "image", "i", "j", "value", "top", "left", "bottom", "right"]
-# layers that keep every pixel where it is: normalisation, element-wise activations, dropout
-ELEMENTWISE = (
-    nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.Identity, nn.Dropout, nn.Dropout2d,
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, Maxout,
+# element-wise activations (the identity is the cnn's "identity" activation)
+ACTIVATIONS = (
+    nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+    nn.Mish, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid, Maxout,
 )
+# layers that keep every pixel where it is: normalisation, activations, dropout
+ELEMENTWISE = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.Dropout, nn.Dropout2d, *ACTIVATIONS)
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 ENDS = (nn.Flatten, nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # where spatial layout ends
-
-
-class _Stop(Exception):
-    """Raised by the forward hook: nothing after the inspected layer needs computing."""
 
 
 def _pair(value) -> tuple:
@@ -79,6 +77,24 @@ def _chain(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]
             yield from _chain(module, f"{prefix}{name}.")
         else:
             yield f"{prefix}{name}", module
+
+
+def last_conv_activation(model: nn.Module) -> str:
+    """The default layer to look into: the activation after the last ``nn.Conv2d``, else that conv.
+
+    Modules are taken in ``named_modules()`` order (forward order in a Sequential); the activation
+    must come before any other conv and before the spatial layout ends (flatten, linear, adaptive pool).
+    """
+    modules = [(name, module) for name, module in model.named_modules() if name]
+    convs = [i for i, (_, module) in enumerate(modules) if isinstance(module, nn.Conv2d)]
+    if not convs:
+        raise UserError("the model has no nn.Conv2d layer; name the layer to look into")
+    for name, module in modules[convs[-1] + 1:]:
+        if isinstance(module, (nn.Conv2d, *ENDS)):
+            break
+        if isinstance(module, ACTIVATIONS):
+            return name
+    return modules[convs[-1]][0]
 
 
 def receptive_fields(model: nn.Module, input_shape: Sequence[int]) -> pd.DataFrame:
@@ -176,8 +192,8 @@ def top_activations(
 
     ``images_uint8`` are ``(N, C, H, W)`` uint8 images, normalised with ``to_float(x, mean, std)``
     and run in eval mode without gradients on the model's device in batches of ``batch_size``.
-    The activation is ``layer``'s output (a forward hook; the rest of the network is skipped), so pass
-    ``act{i}`` to look after the nonlinearity rather than ``conv{i}``. An image's score for a channel
+    The activation is ``layer``'s output (:func:`~trainlab.capture.capture`; later layers are skipped),
+    so pass ``act{i}`` to look after the nonlinearity rather than ``conv{i}``. An image's score for a channel
     is its maximum over positions, so each image appears at most once per channel. ``channels=None``
     means all of the layer's channels. One row per (channel, rank): ``layer, channel, rank`` (0 is the
     strongest), ``image`` (index into ``images_uint8``), ``i, j`` (output position), ``value``, and the
@@ -194,40 +210,23 @@ def top_activations(
     parameter = next(model.parameters(), None)
     device = torch.device("cpu") if parameter is None else parameter.device
     mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
-    captured: list[torch.Tensor] = []
-
-    def hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
-        captured.append(output)
-        raise _Stop
-
-    modes = [(module, module.training) for module in model.modules()]
-    handle = model.get_submodule(layer).register_forward_hook(hook)
     chosen = None
-    try:
-        model.eval()
-        with torch.no_grad():
-            for first in range(0, len(images), batch_size):
-                try:
-                    model(to_float(images[first:first + batch_size].to(device), mean, std))
-                except _Stop:
-                    pass
-                y = captured.pop()
-                if chosen is None:
-                    chosen = _channels(channels, y.shape[1], layer, device)
-                    values = torch.empty(len(chosen), 0, device=device)
-                    images_ix = positions = torch.empty(len(chosen), 0, dtype=torch.long, device=device)
-                # each image's maximum over positions, then the best k of (best so far + this batch)
-                batch_values, batch_positions = y[:, chosen].flatten(2).max(dim=2)  # (B, K)
-                batch_ix = torch.arange(first, first + len(y), device=device).expand(len(chosen), -1)
-                values = torch.cat([values, batch_values.T.float()], dim=1)
-                images_ix = torch.cat([images_ix, batch_ix], dim=1)
-                positions = torch.cat([positions, batch_positions.T], dim=1)
-                values, best = values.topk(min(k, values.shape[1]), dim=1)
-                images_ix, positions = images_ix.gather(1, best), positions.gather(1, best)
-    finally:
-        handle.remove()
-        for module, training in modes:
-            module.training = training
+    with torch.no_grad(), capture(model, [layer], stop=True, eval_mode=True) as seen:
+        for first in range(0, len(images), batch_size):
+            seen.run(to_float(images[first:first + batch_size].to(device), mean, std))
+            y = seen[layer].pop()
+            if chosen is None:
+                chosen = _channels(channels, y.shape[1], layer, device)
+                values = torch.empty(len(chosen), 0, device=device)
+                images_ix = positions = torch.empty(len(chosen), 0, dtype=torch.long, device=device)
+            # each image's maximum over positions, then the best k of (best so far + this batch)
+            batch_values, batch_positions = y[:, chosen].flatten(2).max(dim=2)  # (B, K)
+            batch_ix = torch.arange(first, first + len(y), device=device).expand(len(chosen), -1)
+            values = torch.cat([values, batch_values.T.float()], dim=1)
+            images_ix = torch.cat([images_ix, batch_ix], dim=1)
+            positions = torch.cat([positions, batch_positions.T], dim=1)
+            values, best = values.topk(min(k, values.shape[1]), dim=1)
+            images_ix, positions = images_ix.gather(1, best), positions.gather(1, best)
     flat = torch.stack([values.double(), images_ix.double(), positions.double()]).cpu().numpy()
     count = flat.shape[2]
     values = flat[0].ravel()
