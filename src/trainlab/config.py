@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainlab.errors import UserError, did_you_mean
+from trainlab.models.kinds import KINDS
 from trainlab.models.presets import PRESETS
 
 DATASETS = ("cifar10", "mnist", "fashion_mnist", "gurmukhi", "imagefolder", "digits", "synthetic")
@@ -188,10 +189,8 @@ class ModelConfig(Section):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, value: str) -> str:
-        from trainlab.models.registry import MODELS  # kinds added with register_model count too
-
-        valid = [*MODELS, *PRESETS]
-        if value not in MODELS:
+        valid = [*KINDS, *PRESETS]  # kinds added with register_model count too
+        if value not in KINDS:
             raise ValueError(f"unknown model kind {value!r}{did_you_mean(value, valid)}; valid choices: {', '.join(valid)}")
         return value
 

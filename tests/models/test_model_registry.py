@@ -11,7 +11,7 @@ from torch import nn
 
 from trainlab.config import ModelConfig
 from trainlab.errors import UserError
-from trainlab.models import create_model, model_names, register_model, registry, resolve_model_config
+from trainlab.models import create_model, kinds, model_names, register_model, resolve_model_config
 from trainlab.models.presets import PRESETS
 
 SHAPE = (3, 16, 16)
@@ -75,18 +75,21 @@ def test_bad_shapes_are_user_errors(shape: tuple, classes: int) -> None:
         create_model("mlp", shape, classes)
 
 
-def test_register_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(registry, "MODELS", dict(registry.MODELS))
-
+def test_register_model() -> None:
     @register_model("linear")
     def build_linear(cfg, input_shape, num_classes) -> nn.Module:
-        return nn.Linear(input_shape[0], num_classes)
+        return nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], num_classes)
 
-    assert registry.MODELS["linear"] is build_linear
-    assert "linear" in model_names()
-    for taken in ("mlp", "vgg_cifar"):
-        with pytest.raises(ValueError, match="taken"):
-            register_model(taken)(build_linear)
+    try:
+        assert kinds.KINDS["linear"] is build_linear
+        assert "linear" in model_names()
+        model = create_model({"kind": "linear"}, (1, 2, 2), 3)  # the config accepts the new kind
+        assert isinstance(model, nn.Linear) and model.out_features == 3
+        for taken in ("mlp", "vgg_cifar"):
+            with pytest.raises(ValueError, match="taken"):
+                register_model(taken)(build_linear)
+    finally:
+        del kinds.KINDS["linear"]
 
 
 def test_config_import_stays_light() -> None:

@@ -9,7 +9,7 @@ from tests.conftest import DEVICES, tiny_config
 from trainlab.config import load_config
 from trainlab.data import load_data, to_float
 from trainlab.train import evaluate, fit, train_run
-from trainlab.train.loop import _should_stop
+from trainlab.train.bookkeeping import should_stop_early
 
 TIMING = ["samples_per_s", "epoch_time", "wall_time"]
 
@@ -99,9 +99,9 @@ def test_nan_loss_ends_the_run_as_diverged_with_its_step(tmp_path):
 
 def test_early_stopping_rule():
     rows = [{"val_loss": v} for v in (1.0, 0.8, 0.9, 0.85, 0.95)]
-    assert not _should_stop(rows[:3], 2)
-    assert _should_stop(rows[:4], 2)  # best at epoch 2, two epochs without improvement
-    assert not _should_stop(rows, None)
+    assert not should_stop_early(rows[:3], 2)
+    assert should_stop_early(rows[:4], 2)  # best at epoch 2, two epochs without improvement
+    assert not should_stop_early(rows, None)
 
 
 def test_early_stopping_in_a_run():
@@ -124,7 +124,7 @@ def test_fit_with_a_store_skips_a_finished_run(tmp_path):
 
 def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
     from trainlab.store import RunStore
-    from trainlab.train.loop import probe_schedule
+    from trainlab.train.engine import probe_schedule
 
     cfg = load_config(tiny_config(epochs=2))
     result = fit(cfg, store=tmp_path)

@@ -5,40 +5,34 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from numbers import Integral
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
+from trainlab.config import ModelConfig, validate
 from trainlab.errors import UserError
-from trainlab.models.cnn import build_cnn
 from trainlab.models.init import init_weights
-from trainlab.models.mlp import build_mlp
+from trainlab.models.kinds import KINDS, builder
 from trainlab.models.presets import PRESETS
-from trainlab.models.resnet import build_resnet
 
-if TYPE_CHECKING:
-    from trainlab.config import ModelConfig
-
-Builder = Callable[["ModelConfig", tuple[int, int, int], int], nn.Module]
-
-MODELS: dict[str, Builder] = {"mlp": build_mlp, "cnn": build_cnn, "resnet": build_resnet}
+Builder = Callable[[ModelConfig, tuple[int, int, int], int], nn.Module]
 
 
 def register_model(kind: str) -> Callable[[Builder], Builder]:
     """Decorator that registers ``builder(cfg, input_shape, num_classes) -> nn.Module`` as ``kind``."""
 
-    def register(builder: Builder) -> Builder:
-        if kind in MODELS or kind in PRESETS:
+    def register(build: Builder) -> Builder:
+        if kind in KINDS or kind in PRESETS:
             raise ValueError(f"model kind {kind!r} is already taken")
-        MODELS[kind] = builder
-        return builder
+        KINDS[kind] = build
+        return build
 
     return register
 
 
 def model_names() -> list[str]:
     """Every name ``model.kind`` accepts: the registered kinds, then the preset names."""
-    return [*MODELS, *PRESETS]
+    return [*KINDS, *PRESETS]
 
 
 def resolve_model_config(spec: ModelConfig | dict[str, Any] | str, **overrides: Any) -> ModelConfig:
@@ -47,8 +41,6 @@ def resolve_model_config(spec: ModelConfig | dict[str, Any] | str, **overrides: 
     ``spec`` is a ModelConfig, a dict of model fields, or a kind or preset name. Mistakes raise
     UserError naming the ``model.`` key.
     """
-    from trainlab.config import ModelConfig, validate
-
     if isinstance(spec, ModelConfig):
         if not overrides:
             return spec
@@ -86,6 +78,6 @@ def create_model(
     shape = tuple(int(n) for n in input_shape)
     if num_classes < 1:
         raise UserError(f"num_classes must be at least 1, got {num_classes}")
-    model = MODELS[cfg.kind](cfg, shape, num_classes)
+    model = builder(cfg.kind)(cfg, shape, num_classes)
     init_weights(model, cfg.init, cfg.activation)
     return model

@@ -1,0 +1,164 @@
+"""The epoch loop shared by a plain run (:mod:`trainlab.train.loop`) and an ensemble (:mod:`trainlab.train.ensemble`).
+
+The two differ only in their :class:`Trainer`: the model (or the stack of models) and its
+step. Everything else is here or in the runs' :class:`~trainlab.train.bookkeeping.RunBook`:
+the epoch's batches, the sums kept on the device and brought to the host once per epoch with
+the evaluation, the divergence check, the metric rows and the checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import torch
+from tqdm.auto import tqdm
+
+from trainlab.config import ProbesConfig, RunConfig
+from trainlab.data import ImageData, Split
+from trainlab.train.batches import epoch_batches
+from trainlab.train.bookkeeping import ProbeRows, RunBook, TrainResult
+
+
+class Trainer(Protocol):
+    """A model, or a stack of ``n_models`` models, and how one training step changes it."""
+
+    n_models: int
+    stacked: bool  # batches have the models along their first dimension
+
+    def set_lr(self, lrs: list[float]) -> None:
+        """Each model's learning rate for the coming epoch."""
+
+    def train_mode(self) -> None:
+        """Put the model(s) in training mode."""
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """One training step at global ``step``: each model's mean loss and correct count, ``(M,)`` each."""
+
+    def evaluate(self, split: Split, batch_size: int) -> torch.Tensor:
+        """``(M, 2)``: each model's summed loss and correct count over ``split``."""
+
+    def module(self, m: int) -> torch.nn.Module:
+        """Model ``m`` as a plain module with its current weights."""
+
+    def state(self, m: int) -> dict:
+        """Model ``m``'s ``model`` and ``optimizer`` state dicts, as a plain run checkpoints them."""
+
+    def probe_rows(self) -> list[ProbeRows]:
+        """Each model's probe rows since the last call."""
+
+    def close(self) -> None:
+        """Remove hooks."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bfloat16 autocast on ``device`` when ``precision`` is ``bf16``; a no-op context for ``fp32``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` CPU threads for torch's operators (unchanged when None)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def probe_schedule(cfg: ProbesConfig, steps: int) -> Callable[[int], bool]:
+    """Which global steps are probed: every N-th, or ``per_epoch`` evenly spaced ones of the epoch's ``steps``
+    plus its last."""
+    if cfg.every:
+        return lambda step: step % cfg.every == 0
+    chosen = {i * steps // cfg.per_epoch for i in range(cfg.per_epoch)} | {steps - 1}
+    return lambda step: step % steps in chosen
+
+
+def steps_per_epoch(cfg: RunConfig, data: ImageData) -> int:
+    """Training steps in one epoch of ``cfg`` on ``data`` (the last batch may be smaller)."""
+    return math.ceil(len(data.train) / cfg.train.batch_size)
+
+
+def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress: bool = False) -> list[TrainResult]:
+    """Train every run of ``books`` from its last recorded epoch to the end, with ``trainer``'s step.
+
+    All books are at the same epoch. A run that diverges or stops early stops being recorded;
+    its model still trains with the others until none is left. An epoch's time is shared
+    equally among the runs still recorded.
+    """
+    tc, train = books[0].cfg.train, data.train
+    steps = steps_per_epoch(books[0].cfg, data)
+    splits = {name: s for name, s in (("val", data.val), ("test", data.test)) if s is not None}
+    start_epoch = len(books[0].history)
+    bar = tqdm(total=tc.epochs * steps, initial=start_epoch * steps,
+               disable=not progress, unit="step", leave=False, dynamic_ncols=True)
+    for epoch in range(start_epoch, tc.epochs):
+        for book in books:
+            if book.active:
+                book.check_early_stop()
+        live = [m for m, book in enumerate(books) if book.active]
+        if not live:
+            break
+        ensemble = f"ensemble of {len(live)}, " if trainer.stacked else ""
+        bar.set_description(f"{ensemble}epoch {epoch + 1}/{tc.epochs}")
+        lrs = [book.schedule.lr(epoch) for book in books]
+        trainer.set_lr(lrs)
+
+        start = time.perf_counter()
+        step_losses, correct = _train_epoch(trainer, books, data, epoch * steps, bar)
+        train_time = time.perf_counter() - start
+        evals = [trainer.evaluate(split, tc.eval_batch_size) for split in splits.values()]
+        sums = torch.cat([step_losses.sum(0)[:, None], correct[:, None].float(), *evals], dim=1).tolist()
+        epoch_time = time.perf_counter() - start
+        probed = trainer.probe_rows()
+        for m in live:
+            if not math.isfinite(sums[m][0]):
+                books[m].diverge(epoch * steps + int((~torch.isfinite(step_losses[:, m])).nonzero()[0]))
+                continue
+            row = {"epoch": epoch + 1, "train_loss": sums[m][0] / len(train), "train_acc": sums[m][1] / len(train)}
+            for i, (name, split) in enumerate(splits.items()):
+                row |= {f"{name}_loss": sums[m][2 + 2 * i] / len(split), f"{name}_acc": sums[m][3 + 2 * i] / len(split)}
+            row |= {"lr": lrs[m], "samples_per_s": len(train) * len(live) / train_time,
+                    "epoch_time": epoch_time / len(live), "wall_time": books[m].wall_time + epoch_time / len(live)}
+            trainer.module(m)  # brings a stacked model's weights into its plain module for the embeddings
+            books[m].end_epoch(row, probed[m], lambda m=m: trainer.state(m), keep_previous=trainer.stacked)
+        if not trainer.stacked and books[0].history:
+            row = books[0].history[-1]
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
+                            test_acc=f"{row.get('test_acc', float('nan')):.3f}", sps=f"{row['samples_per_s']:.0f}")
+    bar.close()
+    trainer.close()
+    return [book.result(trainer.module(m)) for m, book in enumerate(books)]
+
+
+def _train_epoch(trainer: Trainer, books: list[RunBook], data: ImageData, first_step: int,
+                 bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch of steps; ``(steps, M)`` summed losses per step and ``(M,)`` correct counts, on the device."""
+    cfg, train = books[0].cfg, data.train
+    device = train.x.device
+    step_losses = torch.empty(steps_per_epoch(cfg, data), trainer.n_models, device=device)
+    correct = torch.zeros(trainer.n_models, device=device, dtype=torch.long)
+    trainer.train_mode()
+    batches = epoch_batches(train, cfg.train.batch_size, cfg.data.augment, [b.generator for b in books],
+                            data.mean, data.std, stacked=trainer.stacked)
+    for step, (x, y) in enumerate(batches):
+        loss, hits = trainer.step(x, y, first_step + step)
+        step_losses[step] = loss * y.shape[-1]
+        correct += hits
+        bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return step_losses, correct
