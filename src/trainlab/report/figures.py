@@ -127,17 +127,9 @@ def gradient_distributions(hist_by_label: Mapping[str, Runs], colours: Mapping[s
     tensor = _tensor(quantity)
     drawn = {}  # label -> (layer, step, density, edges)
     for label, runs in hist_by_label.items():
-        lasts = []
-        for run in _runs(runs):
-            rows = run[(run["quantity"] == quantity) & (run["tensor"] == tensor)]
-            rows = rows[rows["layer"] == (layer or (rows["layer"].iloc[0] if len(rows) else None))]
-            if len(rows):
-                lasts.append(rows.iloc[rows["step"].to_numpy().argmax()])
-        if lasts:
-            edges = _common_edges([r["edges"] for r in lasts], max(len(r["counts"]) for r in lasts))
-            counts = sum(rebin(r["counts"], r["edges"], edges) for r in lasts)
-            density = counts / (counts.sum() * np.diff(edges)) if counts.sum() > 0 else counts
-            drawn[label] = (lasts[0]["layer"], int(max(r["step"] for r in lasts)), density, edges)
+        merged = _last_histogram(_runs(runs), layer, quantity, tensor)
+        if merged is not None:
+            drawn[label] = merged
     if not drawn:
         raise _no_layer(layer, quantity, [r for runs in hist_by_label.values() for r in _runs(runs)])
     scales = [np.abs(edges[[0, -1]]).max() for *_, edges in drawn.values()]
@@ -165,6 +157,23 @@ def gradient_distributions(hist_by_label: Mapping[str, Runs], colours: Mapping[s
     name = QUANTITY_NAMES.get(quantity, quantity).capitalize()
     fig.suptitle(f"{name} distribution of the {where} {tensor} at the last probed step (seeds merged)")
     return fig
+
+
+def _last_histogram(runs: list[pd.DataFrame], layer: str | None, quantity: str,
+                    tensor: str) -> tuple[str, int, np.ndarray, np.ndarray] | None:
+    """``(layer, step, density, edges)``: the runs' histograms at their last probed step, merged; None without one."""
+    lasts = []
+    for run in runs:
+        rows = run[(run["quantity"] == quantity) & (run["tensor"] == tensor)]
+        rows = rows[rows["layer"] == (layer or (rows["layer"].iloc[0] if len(rows) else None))]
+        if len(rows):
+            lasts.append(rows.iloc[rows["step"].to_numpy().argmax()])
+    if not lasts:
+        return None
+    edges = _common_edges([r["edges"] for r in lasts], max(len(r["counts"]) for r in lasts))
+    counts = sum(rebin(r["counts"], r["edges"], edges) for r in lasts)
+    density = counts / (counts.sum() * np.diff(edges)) if counts.sum() > 0 else counts
+    return lasts[0]["layer"], int(max(r["step"] for r in lasts)), density, edges
 
 
 def layer_means(probes_by_label: Mapping[str, Runs], colours: Mapping[str, str], quantity: str = "grad",
