@@ -114,23 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(show)
     _add_json(show)
 
-    analyze = commands.add_parser(
-        "analyze", help="what a trained run learned: filters, neurons, embeddings, guided backprop, ...",
-        description="Analyse a stored run; each analysis writes a PNG and its data into the run's "
-                    "analysis/ folder and records them in the store.")
-    analyze.add_argument("run", metavar="RUN", help="run id or a unique prefix of it")
-    analyze.add_argument("--what", metavar="A,B", help="comma-separated analyses: filters, neurons, embeddings, "
-                         "guided_backprop, saliency, equivariance, confusion (default: all that apply)")
-    analyze.add_argument("--layer", help="neurons: the layer to look into (default: the last conv's activation)")
-    analyze.add_argument("--channels", metavar="I,J", help="neurons: channels to show (default: the most active)")
-    analyze.add_argument("--top-k", type=int, default=9, help="neurons: images per channel (default 9)")
-    analyze.add_argument("--images", type=int, default=8,
-                         help="guided backprop, saliency, equivariance: test images used (default 8)")
-    analyze.add_argument("--target", metavar="CLASS|LAYER:CHANNEL",
-                         help="guided backprop, saliency: a class index or a neuron (default: the true class)")
-    analyze.add_argument("--projection", default="tsne", help="embeddings: tsne or pca (default tsne)")
-    _add_store(analyze)
-    _add_json(analyze)
+    _add_analyze(commands)
 
     summary = commands.add_parser("summary", help="layer table of a model: shapes and parameter counts")
     summary.add_argument("--model", required=True, metavar="SPEC",
@@ -142,6 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="model fields, e.g. activation=tanh hidden=[64,64]")
     _add_json(summary)
     return parser
+
+
+def _add_analyze(commands: argparse._SubParsersAction) -> None:
+    """The ``analyze`` command; its option flags come from :class:`~trainlab.analysis.AnalysisOptions`."""
+    from trainlab.analysis.catalog import ANALYSES, described_options, flag
+
+    analyze = commands.add_parser(
+        "analyze", help="what a trained run learned: filters, neurons, embeddings, guided backprop, ...",
+        description="Analyse a stored run; each analysis writes a PNG and its data into the run's "
+                    "analysis/ folder and records them in the store.")
+    analyze.add_argument("run", metavar="RUN", help="run id or a unique prefix of it")
+    analyze.add_argument("--what", metavar="A,B",
+                         help=f"comma-separated analyses: {', '.join(ANALYSES)} (default: all that apply)")
+    for name, kind, metavar, text in described_options():
+        analyze.add_argument(flag(name), type=kind, metavar=metavar, help=text)
+    _add_store(analyze)
+    _add_json(analyze)
 
 
 def _version() -> str:
@@ -234,12 +235,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from trainlab.analysis import AnalysisOptions, analyze
 
-    try:
-        channels = [int(c) for c in args.channels.split(",")] if args.channels else None
-    except ValueError:
-        raise UserError(f"--channels {args.channels!r}: expected comma-separated channel numbers, e.g. 3,17") from None
-    options = AnalysisOptions(layer=args.layer, channels=channels, top_k=args.top_k, images=args.images,
-                              target=args.target, projection=args.projection)
+    options = AnalysisOptions.of(vars(args), flags=True)
     written = analyze(args.run, args.what, store=args.store, options=options)
     if args.json:
         _print_json(written.to_dict(orient="records"))

@@ -11,9 +11,10 @@ from __future__ import annotations
 from trainlab.lazy import lazy_getattr
 
 _HOMES = {
-    "analyze": "runner",
-    "AnalysisOptions": "runner",
-    "ANALYSES": "runner",
+    "analyze": "catalog",
+    "Analysis": "catalog",
+    "AnalysisOptions": "catalog",
+    "ANALYSES": "catalog",
     "features": "embeddings",
     "project": "embeddings",
     "plot_embeddings": "embeddings",

@@ -25,6 +25,7 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
+from trainlab.analysis.catalog import OPTION_NAMES
 from trainlab.errors import UserError, unknown
 from trainlab.report import figures as figs
 from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
@@ -299,40 +300,24 @@ def _model_summary(data: StudyData, options: dict) -> list:
 
 
 def _analyses(data: StudyData, options: dict) -> list:
-    from trainlab.analysis import AnalysisOptions, analyze
+    from trainlab.analysis.catalog import ANALYSES, AnalysisOptions, analyze, requested_analyses
 
     chosen = _analysed_runs(data, options.get("runs", "best"))
     if not chosen:
         return [Text("No finished run to analyse.")]
     what = options.get("what")
-    settings = AnalysisOptions(**{k: v for k, v in options.items() if k in ANALYSIS_FIELDS})
+    settings = AnalysisOptions.of(options)
     blocks: list = []
     for label, run_id in chosen:
         written = analyze(run_id, what, store=data.store, options=settings, skip_inapplicable=True)
         blocks.append(Text(f"Run {run_id} ({label}, first seed)."))
-        skipped = sorted(set(what or []) - set(written["analysis"]))
+        skipped = sorted({a.name for a in requested_analyses(what)} - set(written["analysis"]))
         if skipped:
             blocks.append(Text(f"Not applicable to this run: {', '.join(skipped)}."))
         for _, row in written[written["kind"] == "figure"].iterrows():
-            caption = ANALYSIS_CAPTIONS.get(row["name"], row["name"])
-            if settings.target and row["name"] in ("guided_backprop", "saliency"):
-                caption = caption.replace("the true class", f"target {settings.target}")
+            caption = ANALYSES[row["analysis"]].caption(row["name"], settings)
             blocks.append(Picture(f"{row['name']}_{label}", Path(row["path"]).read_bytes(), f"{label}: {caption}"))
     return blocks
-
-
-ANALYSIS_CAPTIONS = {
-    "filters": "first convolution layer's filters, raw and each normalised",
-    "neurons": "test image patches that excite the most active channels most, under each neuron's receptive field",
-    "embeddings": "2-D projection of the saved embeddings of the same test images at each chosen epoch",
-    "guided_backprop": "guided backpropagation for the true class",
-    "saliency": "input-gradient saliency for the true class",
-    "equivariance_shift": "feature maps of a shifted input vs shifted feature maps, and their difference",
-    "equivariance_rotate": "feature maps of a rotated input vs rotated feature maps, and their difference",
-    "confusion": "confusion matrix on the test split",
-}
-
-ANALYSIS_FIELDS = ["layer", "channels", "top_k", "images", "target", "projection", "seed"]
 SECTIONS: dict[str, tuple[str, Callable[[StudyData, dict], list], list[str]]] = {  # title, builder, options
     "question": ("Question", _question, []),
     "variants": ("What varies", _variants, []),
@@ -345,7 +330,7 @@ SECTIONS: dict[str, tuple[str, Callable[[StudyData, dict], list], list[str]]] = 
     "histograms_over_time": ("Histograms over time", _histograms_over_time, ["layer", "quantity"]),
     "runtime": ("Runtime", _runtime, []),
     "model_summary": ("Models", _model_summary, ["layers"]),
-    "analyses": ("What the networks learned", _analyses, ["what", "runs", *ANALYSIS_FIELDS]),
+    "analyses": ("What the networks learned", _analyses, ["what", "runs", *OPTION_NAMES]),
 }
 RANKED_METRICS = [f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("acc", "loss")]
 DEFAULT_SECTIONS = ["question", "variants", "findings", "final_metrics", "learning_curves",

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from trainlab.cli import main
+from trainlab.analysis.catalog import ANALYSES, AnalysisOptions
+from trainlab.cli import build_parser, main
 from trainlab.config import load_config
 from trainlab.data import load_data, to_float
 from trainlab.models import create_model
@@ -43,6 +44,10 @@ def test_analyze_writes_decodable_pngs_and_data_recorded_in_the_store(trained, c
             assert image.format == "PNG" and min(image.size) > 100
     recorded = RunStore(store).artifacts(run_id)
     assert set(recorded["name"]) == set(written["name"])
+    # each figure has the caption its analysis declares; neurons looked after the last conv's activation
+    assert all(row.name in ANALYSES[row.analysis].captions for row in figures.itertuples())
+    neurons = pd.read_csv(written.set_index("name").loc["neurons.csv", "path"])
+    assert set(neurons["layer"]) == {"act2"}
 
     # the confusion table is the model's predictions on the test split
     cfg = load_config(CNN_RUN)
@@ -106,3 +111,35 @@ def test_default_analyses_of_a_resnet_skip_receptive_fields(tmp_path, capsys):
     assert names == {"filters", "guided_backprop", "saliency", "equivariance", "confusion"}
     assert main(["analyze", run_id, "--store", str(tmp_path), "--what", "neurons"]) == 2
     assert "receptive fields need a plain chain" in capsys.readouterr().err
+
+
+def test_analyze_flags_and_defaults_come_from_analysis_options(capsys, monkeypatch):
+    parser = build_parser()
+    given = vars(parser.parse_args(["analyze", "r"]))
+    assert AnalysisOptions.of(given, flags=True) == AnalysisOptions()
+    given = vars(parser.parse_args(["analyze", "r", "--top-k", "3", "--channels", "3,17", "--seed", "2"]))
+    assert AnalysisOptions.of(given, flags=True) == AnalysisOptions(top_k=3, channels=[3, 17], seed=2)
+    monkeypatch.setenv("COLUMNS", "300")  # one line per flag
+    with pytest.raises(SystemExit):
+        main(["analyze", "--help"])
+    lines = capsys.readouterr().out.splitlines()
+    top_k = next(line for line in lines if line.strip().startswith("--top-k"))
+    assert top_k.endswith(f"neurons: images per channel (default: {AnalysisOptions().top_k})")
+    images = next(line for line in lines if line.strip().startswith("--images"))
+    assert "guided_backprop, saliency, equivariance: " in images  # the analyses that declare the option
+
+
+def test_analysis_captions_name_the_chosen_target():
+    assert ANALYSES["saliency"].caption("saliency", AnalysisOptions()) == "input-gradient saliency for the true class"
+    assert ANALYSES["guided_backprop"].caption("guided_backprop", AnalysisOptions(target="act2:3")) == (
+        "guided backpropagation for target act2:3")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--what", "filterz"], "unknown analysis 'filterz' (did you mean 'filters'?); valid choices: confusion, "),
+    (["--channels", "3,x"], "--channels '3,x': expected comma-separated channel numbers, e.g. 3,17"),
+])
+def test_option_mistakes_exit_2_before_the_run_is_read(tmp_path, capsys, argv, expected):
+    assert main(["analyze", "no-such-run", "--store", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
