@@ -117,6 +117,7 @@ def test_analyze_flags_and_defaults_come_from_analysis_options(capsys, monkeypat
     parser = build_parser()
     given = vars(parser.parse_args(["analyze", "r"]))
     assert AnalysisOptions.of(given, flags=True) == AnalysisOptions()
+    assert AnalysisOptions.of({"channels": ""}) == AnalysisOptions()  # an empty --channels: the default
     given = vars(parser.parse_args(["analyze", "r", "--top-k", "3", "--channels", "3,17", "--seed", "2"]))
     assert AnalysisOptions.of(given, flags=True) == AnalysisOptions(top_k=3, channels=[3, 17], seed=2)
     monkeypatch.setenv("COLUMNS", "300")  # one line per flag

@@ -35,8 +35,10 @@ ANALYSIS_DIR = "analysis"
 NEURON_CHANNELS = 8  # channels shown when none are chosen: those with the highest mean top-k activation
 
 
-def _channel_list(text: str, name: str) -> list[int]:
-    """``"3,17"`` as ``[3, 17]``; ``name`` is the option as the user wrote it."""
+def _channel_list(text: str, name: str) -> list[int] | None:
+    """``"3,17"`` as ``[3, 17]``, ``""`` as None; ``name`` is the option as the user wrote it."""
+    if not text:
+        return None
     try:
         return [int(c) for c in text.split(",")]
     except ValueError:
