@@ -91,6 +91,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
 """
 
 STATUSES = ("pending", "running", "done", "failed", "diverged")
+FINISHED = ("done", "diverged")  # runs that need no more training
 
 
 def library_versions() -> dict[str, str]:

@@ -11,8 +11,8 @@ from scipy import stats
 
 from trainlab.cli import main
 from trainlab.report import build_report
-from trainlab.report.build import DEFAULT_SECTIONS
 from trainlab.study import run_study
+from trainlab.study.report_sections import DEFAULT_SECTIONS, SECTIONS
 
 STUDY = {
     "name": "depth-activation",
@@ -99,6 +99,12 @@ def test_cli_report_compares_two_studies_side_by_side(report, tmp_path, capsys):
         assert label in html
 
 
+def test_every_declared_section_has_a_builder():
+    from trainlab.report.build import BUILDERS
+
+    assert list(BUILDERS) == list(SECTIONS)
+
+
 def test_a_failed_build_leaves_the_previous_report(report, monkeypatch):
     _, files, store = report
     before = files.html.read_bytes()
@@ -106,7 +112,7 @@ def test_a_failed_build_leaves_the_previous_report(report, monkeypatch):
 
     def broken(data, options):
         raise RuntimeError("figure failed")
-    monkeypatch.setitem(build.SECTIONS, "runtime", ("Runtime", broken, []))
+    monkeypatch.setitem(build.BUILDERS, "runtime", broken)
     with pytest.raises(RuntimeError):
         build_report(STUDY, store=store)
     assert files.html.read_bytes() == before

@@ -11,11 +11,12 @@ import time
 import pandas as pd
 import pytest
 
+from trainlab.cli import main
 from trainlab.config import load_config
 from trainlab.store import RunStore
 from trainlab.study import run_study
 from trainlab.study.executors import Task, execute
-from trainlab.train import ensemble, train_run
+from trainlab.train import record, train_run
 
 # 3 activations x 2 depths x 2 seeds on digits = 12 runs. train.threads makes each run use the
 # same CPU thread count whichever executor trains it, so the numbers must agree bit for bit
@@ -62,6 +63,7 @@ def test_every_executor_gives_identical_final_metrics(local_result, tmp_path, ex
     assert history["epoch"].tolist() == [1, 2]  # the driver stored every epoch the worker returned
 
 
+@pytest.mark.filterwarnings("ignore:1 of 2 runs failed")
 def test_a_killed_worker_fails_its_run_and_the_study_carries_on(tmp_path):
     slow = {"data.name": "synthetic", "data.synthetic.n_train": 20000, "train.epochs": 50}
     study = {**STUDY, "vary": {}, "seeds": 1,
@@ -76,7 +78,7 @@ def test_a_killed_worker_fails_its_run_and_the_study_carries_on(tmp_path):
     while victim is None and time.time() < deadline:
         running = store.conn.execute(
             "SELECT r.pid FROM runs r JOIN study_runs s USING (run_id) "
-            "WHERE s.label = 'slow' AND r.status = 'running' AND r.epochs_done = 0").fetchone()
+            "WHERE s.label = 'slow' AND r.status = 'running'").fetchone()
         victim = running and running["pid"]
         time.sleep(0.05)
     os.kill(victim, signal.SIGKILL)  # as the OOM killer would
@@ -124,13 +126,48 @@ def test_a_failing_ensemble_job_trains_its_runs_one_by_one(tmp_path, monkeypatch
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(ensemble, "train_ensemble", out_of_memory)
+    monkeypatch.setattr(record, "train_ensemble", out_of_memory)
     configs = [load_config(STUDY["base"], [f"train.seed={seed}"]) for seed in (0, 1)]
     job = [Task(cfg.run_id(), cfg.to_dict(), str(tmp_path / str(i))) for i, cfg in enumerate(configs)]
+    messages = []  # what a worker streams to the driver
     with pytest.warns(UserWarning, match="ensemble of 2 runs failed .*out of memory.* one by one"):
-        outcomes = execute(job)
-    assert [o.run_id for o in outcomes] == [cfg.run_id() for cfg in configs]
-    for outcome, cfg in zip(outcomes, configs):
+        execute(job, record.Relay(messages.append))
+    ends = [args for method, args in messages if method == "finish"]
+    assert [(run_id, status) for run_id, status, *_ in ends] == [(cfg.run_id(), "done") for cfg in configs]
+    for cfg in configs:
         alone = train_run(cfg).history
-        assert outcome.status == "done"
-        assert [{m: row[m] for m in METRICS} for row in outcome.history] == alone[METRICS].to_dict(orient="records")
+        rows = [args[1] for method, args in messages if method == "epoch" and args[0] == cfg.run_id()]
+        assert [{m: row[m] for m in METRICS} for row in rows] == alone[METRICS].to_dict(orient="records")
+
+
+def test_status_shows_a_worker_runs_epochs_while_it_trains(tmp_path, capsys):
+    epochs = 40  # about 0.2 s each: the run trains for seconds after its first epoch
+    study = {"name": "slow", "seeds": 1,
+             "base": {"data": {"name": "synthetic", "val_size": 64,
+                               "synthetic": {"n_train": 3000, "n_test": 64, "channels": 1, "size": 8, "classes": 4}},
+                      "model": {"hidden": [64]}, "train": {"epochs": epochs, "batch_size": 8, "threads": 1}}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    store = tmp_path / "store"
+    argv = [sys.executable, "-m", "trainlab", "run", str(path), "--store", str(store), "--executor", "processes",
+            "--workers", "1", "--json", "--no-report"]
+    driver = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def status() -> dict:
+        assert main(["status", str(path), "--store", str(store), "--json"]) == 0
+        [row] = json.loads(capsys.readouterr().out)
+        return row
+
+    seen = None
+    deadline = time.time() + 120
+    while seen is None and driver.poll() is None and time.time() < deadline:
+        if (store / "trainlab.db").exists():
+            row = status()
+            seen = row if row["status"] == "running" and row["epochs"] >= 1 else None
+        time.sleep(0.05)
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 0, err
+    assert seen is not None, "status never showed the running worker's finished epochs"
+    assert 1 <= seen["epochs"] < epochs and "train_loss" in seen["final"]
+    final = status()
+    assert final["status"] == "done" and final["epochs"] == epochs

@@ -47,6 +47,7 @@ def test_scale_and_command_line_overrides_apply_to_the_base():
     ({"vary": {"train.epochs": ["two"]}}, ["epochs=two", "train.epochs", "'two'"]),
     ({"zip": {"train.lr": [0.1], "train.epochs": [1, 2]}}, ["equal lengths"]),
     ({"seedz": 3}, ["study.seedz", "did you mean 'seeds'"]),
+    ({"report": ["question", "learning_curve"]}, ["report section", "'learning_curve'", "'learning_curves'"]),
 ])
 def test_invalid_studies_fail_before_training_naming_variant_and_key(tmp_path, capsys, change, expected):
     path = tmp_path / "study.yaml"
@@ -57,6 +58,25 @@ def test_invalid_studies_fail_before_training_naming_variant_and_key(tmp_path, c
     for part in expected:
         assert part in err
     assert not (tmp_path / "store" / "runs").exists()
+
+
+@pytest.mark.parametrize("report, expected", [
+    (["question", "learnig_curves"],
+     ["unknown report section", "'learnig_curves'", "did you mean 'learning_curves'", "valid choices: analyses,"]),
+    ([{"final_metrics": {"metrc": "test_acc"}}],
+     ["unknown option of report section final_metrics: 'metrc'", "did you mean 'metric'", "valid choices: metric, metrics"]),
+    ([{"analyses": {"top_kk": 3}}], ["option of report section analyses: 'top_kk'", "did you mean 'top_k'", "runs"]),
+])
+def test_plan_rejects_a_report_typo_naming_the_key_and_writes_nothing(tmp_path, capsys, monkeypatch, report, expected):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "study.yaml"
+    path.write_text(json.dumps({**STUDY, "report": report}))
+    assert main(["plan", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    for part in expected:
+        assert part in captured.err
+    assert [p.name for p in tmp_path.iterdir()] == ["study.yaml"]
 
 
 def test_a_study_runs_once_then_skips_finished_runs(tmp_path):
@@ -106,12 +126,15 @@ def test_a_failing_run_is_marked_failed_and_the_study_carries_on(tmp_path, monke
             raise RuntimeError("worker died")
         return train_ensemble(configs, *args, **kw)
 
-    # The failure is injected under fit and fit_ensemble, which record the status themselves;
-    # a failed ensemble is tried again run by run.
-    monkeypatch.setattr("trainlab.train.fit.train_run", train_run_or_die)
-    monkeypatch.setattr("trainlab.train.fit.train_ensemble", train_ensemble_or_die)
-    with pytest.warns(UserWarning, match="ensemble of 2 runs failed"):
+    # The failure is injected under the recorder's training functions; a failed ensemble is
+    # tried again run by run, and the study warns of the runs that failed.
+    monkeypatch.setattr("trainlab.train.record.train_run", train_run_or_die)
+    monkeypatch.setattr("trainlab.train.record.train_ensemble", train_ensemble_or_die)
+    with pytest.warns(UserWarning) as warned:
         result = run_study(STUDY, store=tmp_path)
+    messages = [str(w.message) for w in warned]
+    assert any("ensemble of 2 runs failed" in m for m in messages)
+    assert any(m.startswith("4 of 8 runs failed") for m in messages)
     statuses = result.runs.groupby(result.runs["model.activation"])["status"].unique()
     assert list(statuses["sigmoid"]) == ["failed"] and list(statuses["relu"]) == ["done"]
     assert "worker died" in RunStore(tmp_path).get_run(result.runs.iloc[0]["run_id"])["error"]

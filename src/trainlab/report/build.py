@@ -25,15 +25,14 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from trainlab.analysis.catalog import OPTION_NAMES
-from trainlab.errors import UserError, unknown
+from trainlab.errors import UserError
 from trainlab.report import figures as figs
 from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
 from trainlab.report.findings import find
 from trainlab.report.stats import DEFAULT_METRICS, higher_is_better, summarize
-from trainlab.store import DEFAULT_STORE, RunStore
+from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
+from trainlab.study.report_sections import SECTIONS, section_options
 from trainlab.study.run import plan_study, study_results
-from trainlab.study.spec import StudySpec
 
 
 @dataclass
@@ -95,7 +94,7 @@ def collect(study: str | Path | dict[str, Any], scale: str | None = None, overri
     """Read a study's runs and everything recorded for them."""
     store = store if isinstance(store, RunStore) else RunStore(store)
     spec, planned = plan_study(study, scale, overrides)
-    options = _section_options(spec)
+    options = section_options(spec.name, spec.report)
     known = store.status_of([r.run_id for r in planned])
     if not known:
         raise UserError(f"study {spec.name!r} has no runs in store {str(store.root)!r}"
@@ -104,47 +103,13 @@ def collect(study: str | Path | dict[str, Any], scale: str | None = None, overri
     runs = result.runs.copy()
     runs["label"] = runs["label"].replace("", "base")
     runs["diverged_step"] = [store.get_run(r)["diverged_step"] if r in known else None for r in runs["run_id"]]
-    finished = runs["status"].isin(["done", "diverged"])
+    finished = runs["status"].isin(FINISHED)
     ids = list(runs.loc[finished, "run_id"])
     varied = [*dict.fromkeys(k for r in planned for k in r.overrides)]
     title = spec.name + (f" ({scale})" if scale else "")
     return StudyData(title, spec.question, runs, result.histories, {r: store.probes(r) for r in ids},
                      {r: store.probe_histograms(r) for r in ids}, {r.run_id: r.config.to_dict() for r in planned},
                      varied, store, options)
-
-
-def _section_options(spec: StudySpec) -> dict[str, dict[str, Any]]:
-    """The study's ``report:`` list as ``{section: options}``, in order; the defaults when it is empty."""
-    if not spec.report:
-        return {name: {} for name in DEFAULT_SECTIONS}
-    out: dict[str, dict[str, Any]] = {}
-    for entry in spec.report:
-        if isinstance(entry, str):
-            name, options = entry, {}
-        elif isinstance(entry, dict) and len(entry) == 1:
-            name, options = next(iter(entry.items()))
-            options = options or {}
-        else:
-            raise UserError(f"study {spec.name!r}: each report entry is a section name or "
-                            f"{{name: {{options}}}}, got {entry!r}")
-        if name not in SECTIONS:
-            raise unknown(f"report section in study {spec.name!r}:", name, SECTIONS)
-        if name in out:
-            raise UserError(f"study {spec.name!r}: report section {name!r} is listed twice; "
-                            "give it once, with the options it should use")
-        if not isinstance(options, dict):
-            raise UserError(f"study {spec.name!r}: options of report section {name!r} must be a mapping, "
-                            f"got {options!r}")
-        for key, value in options.items():
-            allowed = SECTIONS[name][2]
-            if key not in allowed:
-                raise unknown(f"option of report section {name}:", key, allowed or ["(none)"])
-            if key in ("metric", "metrics"):
-                for metric in value if isinstance(value, list) else [value]:
-                    if metric not in RANKED_METRICS:
-                        raise unknown(f"metric in report section {name}:", metric, RANKED_METRICS)
-        out[name] = options
-    return out
 
 
 # ----------------------------------------------------------------------------- sections
@@ -318,23 +283,22 @@ def _analyses(data: StudyData, options: dict) -> list:
             caption = ANALYSES[row["analysis"]].caption(row["name"], settings)
             blocks.append(Picture(f"{row['name']}_{label}", Path(row["path"]).read_bytes(), f"{label}: {caption}"))
     return blocks
-SECTIONS: dict[str, tuple[str, Callable[[StudyData, dict], list], list[str]]] = {  # title, builder, options
-    "question": ("Question", _question, []),
-    "variants": ("What varies", _variants, []),
-    "findings": ("Findings", _findings, ["metric"]),
-    "final_metrics": ("Final metrics", _final_metrics, ["metric", "metrics"]),
-    "learning_curves": ("Learning curves", _learning_curves, []),
-    "gradient_distributions": ("Gradient distributions", _gradient_distributions, ["layer"]),
-    "layer_means": ("Gradients and weights across depth", _layer_means, ["stat"]),
-    "gradient_norms": ("Gradient norm during training", _gradient_norms, ["layer"]),
-    "histograms_over_time": ("Histograms over time", _histograms_over_time, ["layer", "quantity"]),
-    "runtime": ("Runtime", _runtime, []),
-    "model_summary": ("Models", _model_summary, ["layers"]),
-    "analyses": ("What the networks learned", _analyses, ["what", "runs", *OPTION_NAMES]),
+
+
+BUILDERS: dict[str, Callable[[StudyData, dict], list]] = {  # the sections, titles and options: study.report_sections
+    "question": _question,
+    "variants": _variants,
+    "findings": _findings,
+    "final_metrics": _final_metrics,
+    "learning_curves": _learning_curves,
+    "gradient_distributions": _gradient_distributions,
+    "layer_means": _layer_means,
+    "gradient_norms": _gradient_norms,
+    "histograms_over_time": _histograms_over_time,
+    "runtime": _runtime,
+    "model_summary": _model_summary,
+    "analyses": _analyses,
 }
-RANKED_METRICS = [f"{split}_{kind}" for split in ("train", "val", "test") for kind in ("acc", "loss")]
-DEFAULT_SECTIONS = ["question", "variants", "findings", "final_metrics", "learning_curves",
-                    "gradient_distributions", "layer_means", "histograms_over_time", "runtime", "model_summary"]
 
 
 # ----------------------------------------------------------------------------- building
@@ -343,8 +307,7 @@ def report_document(data: StudyData) -> Document:
     data.colours = figs.palette(data.labels)
     doc = Document(f"Study report: {data.title}", subtitle=_subtitle(data))
     for name, options in data.options.items():
-        title, build, _ = SECTIONS[name]
-        doc.sections.append(Section(slug(name), title, build(data, options)))
+        doc.sections.append(Section(slug(name), SECTIONS[name].title, BUILDERS[name](data, options)))
     return doc
 
 

@@ -1,7 +1,12 @@
 """Studies: a question, a base configuration, what varies and the seeds, expanded and run."""
 
-from trainlab.study.run import StudyResult, plan_study, run_study, study_status
-from trainlab.study.spec import PlannedRun, StudySpec, builtin_studies, expand, read_study
+from trainlab.lazy import lazy_getattr
 
-__all__ = ["PlannedRun", "StudyResult", "StudySpec", "builtin_studies", "expand", "plan_study", "read_study", "run_study",
-           "study_status"]
+_HOMES = {
+    "StudyResult": "run", "plan_study": "run", "run_study": "run", "study_status": "run",
+    "PlannedRun": "spec", "StudySpec": "spec", "builtin_studies": "spec", "expand": "spec", "read_study": "spec",
+}
+
+__all__ = sorted(_HOMES)
+
+__getattr__ = lazy_getattr(__name__, globals(), _HOMES)

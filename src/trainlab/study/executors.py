@@ -1,10 +1,11 @@
-"""Where a study's runs train: in this process, in worker processes, or on a Ray cluster.
+"""Where a study's jobs train: in this process, in worker processes, or on a Ray cluster.
 
-Workers only train: each receives a job, one run's configuration and folder (for its
-checkpoint) or those of runs that train together as a vectorised ensemble, and returns an
-:class:`Outcome` per run with the per-epoch metrics. The driver alone writes the run store. A
-worker that dies (killed, out of memory) fails its job's runs with the reason; the study
-carries on with the others.
+A job is one run, or runs that train together as a vectorised ensemble. Every executor reports
+to the driver's :class:`~trainlab.train.record.Recorder`, the only writer of the run store: the
+local one directly, workers through messages (over their pipe, or a Ray queue) sent as each
+epoch ends, so the store shows their runs' progress while they train. A worker that dies
+(killed, out of memory) fails the runs of its job that had not finished, with the reason; the
+study carries on with the others.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
-import traceback
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainlab.data import ImageData
+    from trainlab.train.record import Recorder, Sink
 
 EXECUTORS = ("local", "processes", "ray")
 
@@ -32,19 +35,6 @@ class Task:
     run_dir: str
 
 
-@dataclass
-class Outcome:
-    """What a worker sends back: final status, the epochs' metric rows, and why it failed."""
-
-    run_id: str
-    status: str
-    history: list[dict] = field(default_factory=list)
-    diverged_step: int | None = None
-    error: str | None = None
-    probes: list[tuple] = field(default_factory=list)
-    probe_histograms: list[tuple] = field(default_factory=list)
-
-
 _DATA: dict[str, Any] = {}  # per worker process: data sets already loaded, by data_key
 
 
@@ -53,39 +43,21 @@ def data_key(data_config: dict[str, Any]) -> str:
     return json.dumps(data_config, sort_keys=True)
 
 
-def execute(job: list[Task], threads: int | None = None) -> list[Outcome]:
-    """Train a job, resuming from checkpoints, and return an outcome per run; never raises.
+def execute(job: list[Task], sink: Sink, data: ImageData | None = None, threads: int | None = None,
+            progress: bool = False) -> None:
+    """Train a job (:func:`~trainlab.train.record.train_job`), resuming from checkpoints, reporting to ``sink``.
 
-    A job is one run, or runs that train together as a vectorised ensemble
-    (:func:`~trainlab.train.ensemble.train_ensemble`); if the ensemble cannot train (its runs
-    stopped at different epochs) or fails, its runs train one by one.
+    ``data`` defaults to the job's data set, loaded once per process; ``threads`` sets torch's thread count.
     """
     import torch
 
     from trainlab.config import RunConfig
-    from trainlab.train.ensemble import train_ensemble, train_together
+    from trainlab.train.record import train_job
 
     if threads:
         torch.set_num_threads(threads)
-    if len(job) > 1:
-        results = train_together(lambda: train_ensemble(
-            [RunConfig.model_validate(task.config) for task in job], _data(job[0].config),
-            [Path(task.run_dir) for task in job]), len(job))
-        if results is not None:
-            return [_outcome(task.run_id, result) for task, result in zip(job, results)]
-    return [_execute_one(task) for task in job]
-
-
-def _execute_one(task: Task) -> Outcome:
-    """Train one run; a failure becomes a ``failed`` outcome with the reason."""
-    from trainlab.config import RunConfig
-    from trainlab.train.loop import train_run
-
-    try:
-        result = train_run(RunConfig.model_validate(task.config), _data(task.config), Path(task.run_dir))
-    except Exception as error:  # reported to the driver, which records the run as failed
-        return Outcome(task.run_id, "failed", error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=3)}")
-    return _outcome(task.run_id, result)
+    train_job([RunConfig.model_validate(task.config) for task in job], data or _data(job[0].config),
+              [Path(task.run_dir) for task in job], sink, progress)
 
 
 def _data(config: dict[str, Any]):
@@ -99,83 +71,108 @@ def _data(config: dict[str, Any]):
     return _DATA[key]
 
 
-def _outcome(run_id: str, result) -> Outcome:
-    """A finished :class:`~trainlab.train.loop.TrainResult` as what the driver records."""
-    return Outcome(run_id, result.status, result.history.to_dict(orient="records"), result.diverged_step,
-                   probes=list(result.probes.itertuples(index=False, name=None)),
-                   probe_histograms=list(result.probe_histograms.itertuples(index=False, name=None)))
-
-
 def threads_per_worker(workers: int) -> int:
     """Divide this machine's cores among ``workers`` (at least one thread each)."""
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_in_processes(
-    jobs: list[list[Task]], workers: int, on_start: Callable[[Task, int | None], None]
-) -> Iterator[Outcome]:
-    """Train ``jobs`` (see :func:`execute`) on ``workers`` worker processes, yielding outcomes as runs finish.
+def run_locally(jobs: list[list[Task]], recorder: Recorder, data: dict[str, ImageData], progress: bool = False) -> None:
+    """Train ``jobs`` one after another in this process, on the data sets the driver loaded (by :func:`data_key`)."""
+    for job in jobs:
+        for task in job:
+            recorder.start(task.run_id, task.config)
+        execute(job, recorder, data[data_key(job[0].config["data"])], progress=progress)
+
+
+def run_in_processes(jobs: list[list[Task]], workers: int, recorder: Recorder) -> None:
+    """Train ``jobs`` on ``workers`` worker processes, recording their messages as they arrive.
 
     Workers are forked from a fork server that has trainlab and torch imported (so no worker
     inherits the driver's thread pools) and live for the whole study, keeping the data sets
-    they have loaded. A worker that dies without answering yields a ``failed`` outcome with
-    its exit code and is replaced.
+    they have loaded. A worker that dies is replaced while jobs remain.
     """
-    context = mp.get_context("forkserver")
-    context.set_forkserver_preload(["trainlab.study.executors", "trainlab.train.loop"])
-    threads = threads_per_worker(workers)
+    pool = _Pool(min(workers, len(jobs)), threads_per_worker(workers))
+    pending = list(jobs)
+    try:
+        while pending or pool.busy:
+            while pending and pool.idle:
+                pool.give(pending.pop(0), recorder)
+            for connection in wait(list(pool.busy)):
+                pool.receive(connection, recorder, respawn=bool(pending))
+    finally:
+        pool.close()
 
-    def spawn() -> tuple[Connection, BaseProcess]:
-        driver_end, worker_end = context.Pipe()
-        process = context.Process(target=_worker, args=(worker_end, threads), daemon=True)
+
+class _Pool:
+    """Worker processes, each idle or busy with one job; the driver talks to each over a pipe."""
+
+    def __init__(self, size: int, threads: int):
+        self.context = mp.get_context("forkserver")
+        self.context.set_forkserver_preload(["trainlab.study.executors", "trainlab.train.record"])
+        self.threads = threads
+        self.idle = [self._spawn() for _ in range(size)]
+        self.busy: dict[Connection, tuple[list[Task], BaseProcess]] = {}
+
+    def _spawn(self) -> tuple[Connection, BaseProcess]:
+        driver_end, worker_end = self.context.Pipe()
+        process = self.context.Process(target=_worker, args=(worker_end, self.threads), daemon=True)
         process.start()
         worker_end.close()
         return driver_end, process
 
-    pending = list(jobs)
-    idle = [spawn() for _ in range(min(workers, len(jobs)))]
-    busy: dict[Connection, tuple[list[Task], BaseProcess]] = {}
-    try:
-        while pending or busy:
-            while pending and idle:
-                connection, process = idle.pop()
-                job = pending.pop(0)
-                connection.send(job)
-                for task in job:
-                    on_start(task, process.pid)
-                busy[connection] = (job, process)
-            for connection in wait(list(busy)):
-                job, process = busy.pop(connection)
-                try:
-                    outcomes = connection.recv()
-                    idle.append((connection, process))
-                except EOFError:
-                    process.join()
-                    connection.close()
-                    reason = f"worker process died (exit code {process.exitcode})"
-                    outcomes = [Outcome(task.run_id, "failed", error=reason) for task in job]
-                    if pending:
-                        idle.append(spawn())
-                yield from outcomes
-    finally:
-        for connection, process in idle + [(c, p) for c, (_, p) in busy.items()]:
-            if process.is_alive() and connection not in busy:
+    def give(self, job: list[Task], recorder: Recorder) -> None:
+        """Send ``job`` to an idle worker; its runs start, in that worker's process."""
+        connection, process = self.idle.pop()
+        connection.send(job)
+        for task in job:
+            recorder.start(task.run_id, task.config, process.pid)
+        self.busy[connection] = (job, process)
+
+    def receive(self, connection: Connection, recorder: Recorder, respawn: bool) -> None:
+        """Record one message of a busy worker; the end of its job makes it idle, its death fails the job's runs."""
+        job, process = self.busy[connection]
+        try:
+            message = connection.recv()
+        except EOFError:
+            del self.busy[connection]
+            process.join()
+            connection.close()
+            recorder.fail([task.run_id for task in job], f"worker process died (exit code {process.exitcode})")
+            if respawn:
+                self.idle.append(self._spawn())
+            return
+        if message is None:
+            del self.busy[connection]
+            self.idle.append((connection, process))
+        else:
+            recorder.apply(message)
+
+    def close(self) -> None:
+        """Let idle workers exit; kill busy ones (the driver is stopping)."""
+        for connection, process in self.idle:
+            if process.is_alive():
                 connection.send(None)
-            else:
-                process.kill()
+        for _, process in self.busy.values():
+            process.kill()
+        for _, process in self.idle + list(self.busy.values()):
             process.join()
 
 
 def _worker(connection: Connection, threads: int) -> None:
-    """A worker process: train the jobs it receives until it receives None."""
+    """A worker process: train the jobs it receives, streaming their messages, until it receives None."""
+    from trainlab.train.record import Relay
+
+    relay = Relay(connection.send)
     while (job := connection.recv()) is not None:
-        connection.send(execute(job, threads))
+        execute(job, relay, threads=threads)
+        connection.send(None)  # the job is done
 
 
-def run_on_ray(
-    jobs: list[list[Task]], workers: int | None, address: str | None, on_start: Callable[[Task, int | None], None]
-) -> Iterator[Outcome]:
-    """Train ``jobs`` (see :func:`execute`) as Ray tasks on the cluster at ``address`` (or a local Ray instance)."""
+def run_on_ray(jobs: list[list[Task]], workers: int | None, address: str | None, recorder: Recorder) -> None:
+    """Train ``jobs`` as Ray tasks on the cluster at ``address`` (or a local Ray instance).
+
+    Tasks put their messages on a Ray queue that the driver drains while it waits for them.
+    """
     from trainlab.errors import UserError
 
     try:
@@ -187,21 +184,41 @@ def run_on_ray(
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
                  log_to_driver=False, ignore_reinit_error=True)
     try:
-        remote = ray.remote(num_cpus=1, max_retries=0)(execute)
-        threads = threads_per_worker(workers or int(ray.available_resources().get("CPU", 1)))
-        futures = {}
-        for job in jobs:
-            for task in job:
-                on_start(task, None)
-            futures[remote.remote(job, threads)] = job
-        while futures:
-            done, _ = ray.wait(list(futures), num_returns=1)
-            job = futures.pop(done[0])
-            try:
-                yield from ray.get(done[0])
-            except Exception as error:  # the worker died: Ray reports it on get
-                reason = f"ray worker failed: {type(error).__name__}: {error}"
-                yield from (Outcome(task.run_id, "failed", error=reason) for task in job)
+        _run_ray_tasks(ray, jobs, threads_per_worker(workers or int(ray.available_resources().get("CPU", 1))),
+                       recorder)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _run_ray_tasks(ray: Any, jobs: list[list[Task]], threads: int, recorder: Recorder) -> None:
+    from ray.util.queue import Queue
+
+    messages = Queue()
+    remote = ray.remote(num_cpus=1, max_retries=0)(_execute_on_ray)
+    futures = {}
+    for job in jobs:
+        for task in job:
+            recorder.start(task.run_id, task.config)
+        futures[remote.remote(job, messages, threads)] = job
+    try:
+        while futures:
+            done, _ = ray.wait(list(futures), num_returns=1, timeout=0.2)
+            if count := messages.qsize():  # a task's messages are all queued by the time it is done
+                for message in messages.get_nowait_batch(count):
+                    recorder.apply(message)
+            for ref in done:
+                job = futures.pop(ref)
+                try:
+                    ray.get(ref)
+                except Exception as error:  # the worker died: Ray reports it on get
+                    recorder.fail([task.run_id for task in job], f"ray worker failed: {type(error).__name__}: {error}")
+    finally:
+        messages.shutdown()
+
+
+def _execute_on_ray(job: list[Task], messages: Any, threads: int) -> None:
+    """A Ray task: :func:`execute`, its messages put on the driver's queue."""
+    from trainlab.train.record import Relay
+
+    execute(job, Relay(messages.put), threads=threads)

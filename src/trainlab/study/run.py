@@ -1,27 +1,30 @@
 """Running a study: every planned run trained by an executor and recorded in the run store.
 
 Finished runs are skipped, interrupted ones resume from their checkpoint, failed ones are
-tried again; a run that fails marks itself ``failed`` and the study carries on.
+tried again; a run that fails is recorded ``failed`` with the reason and the study carries on.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from tqdm.auto import tqdm
 
 from trainlab.data import ImageData, load_data
 from trainlab.errors import UserError
-from trainlab.store import DEFAULT_STORE, RunStore
-from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_on_ray
+from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
+from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_locally, run_on_ray
+from trainlab.study.report_sections import section_options
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
-from trainlab.train.ensemble import ensemble_groups, ensemble_pays, train_together
 from trainlab.train.bookkeeping import METRICS
-from trainlab.train.fit import FINISHED, fit, fit_ensemble, stored_history
+from trainlab.train.ensemble import ensemble_groups, ensemble_pays
+from trainlab.train.fit import stored_history
+from trainlab.train.record import Recorder
 
 
 @dataclass
@@ -36,8 +39,9 @@ class StudyResult:
 def plan_study(
     study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None
 ) -> tuple[StudySpec, list[PlannedRun]]:
-    """Read and expand a study without training: every run validated."""
+    """Read and expand a study without training: every run and the report sections validated."""
     spec = read_study(study)
+    section_options(spec.name, spec.report)
     return spec, expand(spec, scale, overrides)
 
 
@@ -60,7 +64,7 @@ def run_study(
     With ``ensemble``, runs that differ only in seed or scalar hyper-parameters train together
     as vectorised ensembles (:mod:`trainlab.train.ensemble`), with every executor, where that
     pays: on CUDA, and on CPU for small models (:func:`~trainlab.train.ensemble.ensemble_pays`,
-    judged on the driver's device).
+    judged on the driver's device). Runs that fail are recorded so, and a warning names them.
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
@@ -68,58 +72,40 @@ def run_study(
         raise UserError(f"--workers must be at least 1, got {workers}")
     spec, runs = plan_study(study, scale, overrides)
     store = store if isinstance(store, RunStore) else RunStore(store)
+    loaded = _load_data(runs, download)  # before anything is written: user mistakes surface first
+    todo = _register(spec, runs, store)
+    jobs = [[Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in job]
+            for job in _jobs(todo, loaded, ensemble)]
+    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=spec.name, unit="run",
+               disable=not progress, dynamic_ncols=True)
+    with bar, Recorder(store, on_change=_show_progress(bar, todo)) as recorder:
+        if executor == "local":
+            run_locally(jobs, recorder, loaded, progress)
+        elif executor == "processes":
+            run_in_processes(jobs, workers or 2, recorder)
+        else:
+            run_on_ray(jobs, workers, address, recorder)
+    _warn_failed(recorder.ended)
+    return study_results(spec, runs, store)
+
+
+def _load_data(runs: list[PlannedRun], download: bool) -> dict[str, ImageData]:
+    """Every data set the runs use, loaded once, by :func:`~trainlab.study.executors.data_key`."""
     loaded: dict[str, ImageData] = {}
-    for run in runs:  # load every data set once, before anything trains: user mistakes surface first
+    for run in runs:
         key = data_key(run.config.to_dict()["data"])
         if key not in loaded:
             loaded[key] = load_data(run.config.data, download=download)
+    return loaded
+
+
+def _register(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> list[PlannedRun]:
+    """Add the study's runs to the store (new ones ``pending``); those not finished yet."""
     for run in runs:
         store.create_run(run.run_id, run.config.to_dict())
         store.add_to_study(spec.name, run.run_id, run.label, run.seed, run.overrides)
-
     statuses = store.status_of([r.run_id for r in runs])
-    todo = [r for r in runs if statuses[r.run_id] not in FINISHED]
-    bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=spec.name, unit="run",
-               disable=not progress, dynamic_ncols=True)
-    jobs = _jobs(todo, loaded, ensemble)
-    if executor == "local":
-        for job in jobs:
-            data = loaded[data_key(job[0].config.to_dict()["data"])]
-            bar.set_postfix_str("; ".join(f"{r.label or 'base'} seed {r.seed}" for r in job))
-            if len(job) > 1 and train_together(
-                    lambda: fit_ensemble([r.config for r in job], store, data, progress=progress),  # noqa: B023
-                    len(job)) is not None:
-                bar.update(len(job))
-                continue
-            for run in job:
-                try:
-                    fit(run.config, store=store, data=data, progress=progress)
-                except Exception:  # recorded as failed by fit; the study carries on
-                    pass
-                bar.update(1)
-    else:
-        workers = workers or (2 if executor == "processes" else None)
-        task_jobs = [[Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in job] for job in jobs]
-        names = {r.run_id: f"{r.label or 'base'} seed {r.seed}" for r in todo}
-        running: set[str] = set()
-
-        def start(task: Task, pid: int | None) -> None:
-            (Path(task.run_dir) / "config.yaml").write_text(yaml.safe_dump(task.config, sort_keys=False))
-            store.start_run(task.run_id, pid)
-            running.add(task.run_id)
-            bar.set_postfix_str("running: " + "; ".join(names[r] for r in running))
-
-        outcomes = (run_in_processes(task_jobs, workers, start) if executor == "processes"
-                    else run_on_ray(task_jobs, workers, address, start))
-        for outcome in outcomes:
-            for row in outcome.history:
-                store.log_epoch(outcome.run_id, row)
-            store.log_probes(outcome.run_id, outcome.probes, outcome.probe_histograms)
-            store.finish_run(outcome.run_id, outcome.status, error=outcome.error, diverged_step=outcome.diverged_step)
-            running.discard(outcome.run_id)
-            bar.update(1)
-    bar.close()
-    return study_results(spec, runs, store)
+    return [r for r in runs if statuses[r.run_id] not in FINISHED]
 
 
 def _jobs(todo: list[PlannedRun], loaded: dict[str, ImageData], ensemble: bool) -> list[list[PlannedRun]]:
@@ -135,6 +121,25 @@ def _jobs(todo: list[PlannedRun], loaded: dict[str, ImageData], ensemble: bool) 
         else:
             jobs.extend([run] for run in members)
     return jobs
+
+
+def _show_progress(bar: tqdm, todo: list[PlannedRun]) -> Callable[[Recorder], None]:
+    """A recorder's ``on_change`` that keeps ``bar`` at the runs finished and names those training."""
+    names = {r.run_id: f"{r.label or 'base'} seed {r.seed}" for r in todo}
+    before = bar.n
+
+    def show(recorder: Recorder) -> None:
+        bar.n = before + len(recorder.ended)
+        bar.set_postfix_str("running: " + "; ".join(names[r] for r in recorder.running))
+
+    return show
+
+
+def _warn_failed(ended: dict[str, str]) -> None:
+    failed = [run_id for run_id, status in ended.items() if status == "failed"]
+    if failed:
+        warnings.warn(f"{len(failed)} of {len(ended)} runs failed, recorded with the reason "
+                      f"(`trainlab show RUN`): {', '.join(failed)}", stacklevel=3)
 
 
 def study_results(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> StudyResult:
@@ -158,13 +163,15 @@ def study_status(
     study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None,
     store: str | Path | RunStore = DEFAULT_STORE,
 ) -> list[dict[str, Any]]:
-    """Each run's ``run_id``, ``status``, ``overrides`` (dotted key -> value) and ``final`` metrics."""
+    """Each run's ``run_id``, ``status``, ``epochs`` recorded so far (a running run's too),
+    ``overrides`` (dotted key -> value) and ``final`` metrics (those of its last recorded epoch)."""
     spec, runs = plan_study(study, scale, overrides)
     store = store if isinstance(store, RunStore) else RunStore(store)
     frame = study_results(spec, runs, store).runs
     out = []
     for run, (_, row) in zip(runs, frame.iterrows()):
         final = {m: float(row[m]) for m in METRICS if m in frame.columns and pd.notna(row[m])}
+        epochs = int(row["epochs"]) if "epochs" in frame.columns and pd.notna(row["epochs"]) else 0
         out.append({"run_id": run.run_id, "label": run.label, "seed": run.seed, "status": row["status"],
-                    "overrides": {**run.overrides, "train.seed": run.seed}, "final": final})
+                    "epochs": epochs, "overrides": {**run.overrides, "train.seed": run.seed}, "final": final})
     return out

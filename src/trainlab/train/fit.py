@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+import pandas as pd
 
 from trainlab.config import RunConfig, load_config
 from trainlab.data import ImageData, load_data
-from trainlab.store import DEFAULT_STORE, RunStore
-from trainlab.train.ensemble import train_ensemble
+from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
 from trainlab.train.bookkeeping import METRICS, TrainResult
 from trainlab.train.loop import train_run
-
-FINISHED = ("done", "diverged")
+from trainlab.train.record import Recorder, train_recorded
 
 
 def fit(
@@ -33,6 +30,7 @@ def fit(
     of its configuration: a finished run is returned from the store without training again
     (unless ``rerun``), an interrupted one resumes from its last checkpoint. ``store=None``
     trains in memory and writes nothing. ``data`` skips loading when the caller has it already.
+    A run that raises (Ctrl-C included) is recorded ``failed`` with the reason, and the error propagates.
     """
     cfg = load_config(config, overrides)
     data = data or load_data(cfg.data, download=download)  # user mistakes surface before anything is written
@@ -48,48 +46,12 @@ def fit(
                            probes=store.probes(run_id), probe_histograms=store.probe_histograms(run_id))
     if rerun:
         store.reset_run(run_id)
-
-    return _recorded(store, [cfg], lambda ids, dirs: [train_run(
-        cfg, data, dirs[0], on_epoch=lambda row: store.log_epoch(run_id, row), progress=progress,
-        on_probes=lambda stats, hists: store.log_probes(run_id, stats, hists))])[0]
-
-
-def fit_ensemble(configs: list[RunConfig], store: RunStore, data: ImageData,
-                 progress: bool = False) -> list[TrainResult]:
-    """Train runs that differ only in seed or scalar hyper-parameters as one vectorised ensemble
-    (:func:`~trainlab.train.ensemble.train_ensemble`), recorded in ``store`` run by run as :func:`fit` does.
-
-    The runs must be in the store already and not finished.
-    """
-    return _recorded(store, configs, lambda ids, dirs: train_ensemble(
-        configs, data, dirs, progress=progress, on_epoch=lambda m, row: store.log_epoch(ids[m], row),
-        on_probes=lambda m, stats, hists: store.log_probes(ids[m], stats, hists)))
+    with Recorder(store) as recorder:
+        run_dir = recorder.start(run_id, cfg.to_dict())
+        return train_recorded(cfg, data, run_dir, recorder, progress)
 
 
-def _recorded(store: RunStore, configs: list[RunConfig],
-              train: Callable[[list[str], list[Path]], list[TrainResult]]) -> list[TrainResult]:
-    """Start the runs in ``store`` (config.yaml in each folder), ``train(ids, run_dirs)`` them, record how they ended.
-
-    Any exception, Ctrl-C included, marks every run ``failed`` with the reason, then propagates.
-    """
-    ids = [cfg.run_id() for cfg in configs]
-    run_dirs = [store.run_dir(run_id) for run_id in ids]
-    for cfg, run_id, run_dir in zip(configs, ids, run_dirs):
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        store.start_run(run_id)
-    try:
-        results = train(ids, run_dirs)
-    except BaseException as error:
-        reason = "interrupted" if isinstance(error, KeyboardInterrupt) else f"{type(error).__name__}: {error}"
-        for run_id in ids:
-            store.finish_run(run_id, "failed", error=reason)
-        raise
-    for run_id, result in zip(ids, results):
-        store.finish_run(run_id, result.status, diverged_step=result.diverged_step)
-    return results
-
-
-def stored_history(store: RunStore, run_id: str):
+def stored_history(store: RunStore, run_id: str) -> pd.DataFrame:
     """A run's per-epoch metrics from the store, columns in the loop's order."""
     history = store.history(run_id)
     order = [c for c in ("epoch", *METRICS) if c in history.columns]
