@@ -15,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 from trainlab.errors import UserError
+from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
+from trainlab.study.executors import EXECUTORS
 
 EXAMPLES = """examples:
   trainlab train --set data.name=digits model.kind=mlp train.epochs=10
@@ -34,8 +36,8 @@ EXAMPLES = """examples:
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default="trainlab-runs", metavar="DIR",
-                        help="run store directory (default: ./trainlab-runs)")
+    parser.add_argument("--store", default=DEFAULT_STORE, metavar="DIR",
+                        help=f"run store directory (default: ./{DEFAULT_STORE})")
 
 
 def _add_overrides(parser: argparse.ArgumentParser, text: str) -> None:
@@ -81,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "plan":
             _add_store(sub)
         if name == "run":
-            sub.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
+            sub.add_argument("--executor", default="local", choices=EXECUTORS,
                              help="where runs train: in this process (default), in worker processes, or on Ray")
             sub.add_argument("--workers", type=int, metavar="N", help="worker processes (processes: default 2)")
             sub.add_argument("--address", metavar="HOST:PORT", help="Ray cluster address (default: start Ray locally)")
@@ -195,8 +197,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from trainlab.store import RunStore
-
     frame = RunStore(args.store).runs()
     if args.json:
         _print_json(frame.to_dict(orient="records"))
@@ -210,7 +210,6 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from trainlab.store import RunStore
     from trainlab.train.fit import stored_history
 
     store = RunStore(args.store)
@@ -245,8 +244,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from trainlab.config import ModelConfig, apply_overrides, validate
-    from trainlab.models import create_model, summary
+    from trainlab.config import apply_overrides
+    from trainlab.models import create_model, resolve_model_config, summary
 
     try:
         shape = tuple(int(v) for v in args.input_shape.split(","))
@@ -254,9 +253,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
         shape = ()
     if len(shape) != 3 or min(shape) <= 0:
         raise UserError(f"--input-shape {args.input_shape!r}: expected three positive integers C,H,W, e.g. 3,32,32")
-    spec = _model_spec(args.model)
-    spec = apply_overrides(spec, args.overrides)
-    model_cfg = validate(spec, ModelConfig, prefix="model.")
+    model_cfg = resolve_model_config(_model_spec(args.model), **apply_overrides({}, args.overrides))
     table = summary(create_model(model_cfg, shape, args.num_classes), shape)
     if args.json:
         _print_json(table.to_dict())
@@ -265,17 +262,15 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_spec(text: str) -> dict[str, Any]:
-    """A --model argument as a dict of model fields: a name, a YAML file or inline YAML."""
+def _model_spec(text: str) -> dict[str, Any] | str:
+    """A --model argument: a YAML file's model fields, inline YAML fields, or a kind or preset name."""
     from trainlab.config import parse_value, read_yaml
 
     if text.endswith((".yaml", ".yml")) or (len(text) < 256 and "\n" not in text and Path(text).is_file()):
         raw = read_yaml(text)
         return raw.get("model", raw)
     value = parse_value(text)
-    if isinstance(value, dict):
-        return value
-    return {"kind": str(value)}
+    return value if isinstance(value, dict) else str(value)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -323,11 +318,10 @@ def _overrides_with_data_root(args: argparse.Namespace) -> list[str]:
 def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None:
     """TensorBoard event files of every finished run of a study, one folder per run."""
     from trainlab.probes.tensorboard import write_tensorboard
-    from trainlab.store import RunStore
     from trainlab.train.fit import stored_history
 
     store = RunStore(store_dir)
-    for run_id in runs.loc[runs["status"].isin(["done", "diverged"]), "run_id"]:
+    for run_id in runs.loc[runs["status"].isin(FINISHED), "run_id"]:
         write_tensorboard(logdir / run_id, store.probes(run_id), store.probe_histograms(run_id),
                           stored_history(store, run_id))
 
@@ -366,14 +360,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     frame = pd.DataFrame([{"run_id": r["run_id"], "label": r["label"] or "base", "seed": r["seed"],
-                           "status": r["status"], **{k: r["final"].get(k) for k in ("train_loss", "test_acc")}}
+                           "status": r["status"], "epochs": r["epochs"],
+                           **{k: r["final"].get(k) for k in ("train_loss", "test_acc")}}
                           for r in rows])
     return _print_study(frame, False)
 
 
 def _exit_code(frame: pd.DataFrame) -> int:
     """0 when every run finished (done or diverged), else 1."""
-    return 0 if set(frame["status"]) <= {"done", "diverged"} else 1
+    return 0 if set(frame["status"]) <= set(FINISHED) else 1
 
 
 def _print_study(frame: pd.DataFrame, as_json: bool, report: Path | None = None) -> int:
