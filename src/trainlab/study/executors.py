@@ -45,7 +45,7 @@ def data_key(data_config: dict[str, Any]) -> str:
 
 def execute(job: list[Task], sink: Sink, data: ImageData | None = None, threads: int | None = None,
             progress: bool = False) -> None:
-    """Train a job (:func:`~trainlab.train.record.train_job`), resuming from checkpoints, reporting to ``sink``.
+    """Train a job (:func:`~trainlab.train.record.train_job`) from its checkpoints, reporting to ``sink``.
 
     ``data`` defaults to the job's data set, loaded once per process; ``threads`` sets torch's thread count.
     """
@@ -76,8 +76,9 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_locally(jobs: list[list[Task]], recorder: Recorder, data: dict[str, ImageData], progress: bool = False) -> None:
-    """Train ``jobs`` one after another in this process, on the data sets the driver loaded (by :func:`data_key`)."""
+def run_locally(jobs: list[list[Task]], recorder: Recorder, data: dict[str, ImageData],
+                progress: bool = False) -> None:
+    """Train ``jobs`` one after another in this process, on the driver's data sets (by :func:`data_key`)."""
     for job in jobs:
         for task in job:
             recorder.start(task.run_id, task.config)
@@ -129,7 +130,7 @@ class _Pool:
         self.busy[connection] = (job, process)
 
     def receive(self, connection: Connection, recorder: Recorder, respawn: bool) -> None:
-        """Record one message of a busy worker; the end of its job makes it idle, its death fails the job's runs."""
+        """Record one message of a busy worker; its job's end makes it idle, its death fails the job's runs."""
         job, process = self.busy[connection]
         try:
             message = connection.recv()
@@ -137,7 +138,8 @@ class _Pool:
             del self.busy[connection]
             process.join()
             connection.close()
-            recorder.fail([task.run_id for task in job], f"worker process died (exit code {process.exitcode})")
+            reason = f"worker process died (exit code {process.exitcode})"
+            recorder.fail([task.run_id for task in job], reason)
             if respawn:
                 self.idle.append(self._spawn())
             return
@@ -212,7 +214,8 @@ def _run_ray_tasks(ray: Any, jobs: list[list[Task]], threads: int, recorder: Rec
                 try:
                     ray.get(ref)
                 except Exception as error:  # the worker died: Ray reports it on get
-                    recorder.fail([task.run_id for task in job], f"ray worker failed: {type(error).__name__}: {error}")
+                    reason = f"ray worker failed: {type(error).__name__}: {error}"
+                    recorder.fail([task.run_id for task in job], reason)
     finally:
         messages.shutdown()
 

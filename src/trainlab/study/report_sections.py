@@ -31,7 +31,7 @@ SECTIONS: dict[str, SectionKind] = {
     "histograms_over_time": SectionKind("Histograms over time", ("layer", "quantity")),
     "runtime": SectionKind("Runtime"),
     "model_summary": SectionKind("Models", ("layers",)),
-    "analyses": SectionKind("What the networks learned", ("what", "runs", *OPTION_NAMES)),  # AnalysisOptions' fields
+    "analyses": SectionKind("What the networks learned", ("what", "runs", *OPTION_NAMES)),  # + AnalysisOptions
 }
 DEFAULT_SECTIONS = ["question", "variants", "findings", "final_metrics", "learning_curves",
                     "gradient_distributions", "layer_means", "histograms_over_time", "runtime", "model_summary"]
@@ -64,11 +64,13 @@ def _entry(study: str, entry: Any) -> tuple[str, dict[str, Any]]:
         name, options = next(iter(entry.items()))
         options = options or {}
     else:
-        raise UserError(f"study {study!r}: each report entry is a section name or {{name: {{options}}}}, got {entry!r}")
+        raise UserError(f"study {study!r}: each report entry is a section name or {{name: {{options}}}}, "
+                        f"got {entry!r}")
     if name not in SECTIONS:
         raise unknown(f"report section in study {study!r}:", name, SECTIONS)
     if not isinstance(options, dict):
-        raise UserError(f"study {study!r}: options of report section {name!r} must be a mapping, got {options!r}")
+        raise UserError(f"study {study!r}: options of report section {name!r} must be a mapping, "
+                        f"got {options!r}")
     return name, options
 
 

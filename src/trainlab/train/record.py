@@ -30,7 +30,8 @@ class Sink(Protocol):
 
     def probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None: ...
 
-    def finish(self, run_id: str, status: str, error: str | None = None, diverged_step: int | None = None) -> None: ...
+    def finish(self, run_id: str, status: str, error: str | None = None,
+               diverged_step: int | None = None) -> None: ...
 
 
 class Recorder:
@@ -48,7 +49,7 @@ class Recorder:
         self.ended: dict[str, str] = {}  # run id -> final status, for runs finished here
 
     def start(self, run_id: str, config: dict[str, Any], pid: int | None = None) -> Path:
-        """Mark a run ``running`` in process ``pid`` (default: this one), its config.yaml in its folder; the folder."""
+        """Mark a run ``running`` in process ``pid`` (default: this one) with config.yaml in its folder, returned."""
         run_dir = self.store.run_dir(run_id)
         (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.store.start_run(run_id, pid)
@@ -62,7 +63,8 @@ class Recorder:
     def probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
         self.store.log_probes(run_id, stats, histograms)
 
-    def finish(self, run_id: str, status: str, error: str | None = None, diverged_step: int | None = None) -> None:
+    def finish(self, run_id: str, status: str, error: str | None = None,
+               diverged_step: int | None = None) -> None:
         self.store.finish_run(run_id, status, error=error, diverged_step=diverged_step)
         self.running.pop(run_id, None)
         self.ended[run_id] = status
@@ -91,7 +93,7 @@ class Recorder:
 
 
 class Relay:
-    """A worker's sink: each call becomes a message ``(method, args)`` for ``send``, replayed by :meth:`Recorder.apply`."""
+    """A worker's sink: each call becomes a message ``(method, args)`` to ``send``, for :meth:`Recorder.apply`."""
 
     def __init__(self, send: Callable[[tuple[str, tuple]], None]):
         self.send = send
@@ -102,19 +104,21 @@ class Relay:
     def probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
         self.send(("probes", (run_id, stats, histograms)))
 
-    def finish(self, run_id: str, status: str, error: str | None = None, diverged_step: int | None = None) -> None:
+    def finish(self, run_id: str, status: str, error: str | None = None,
+               diverged_step: int | None = None) -> None:
         self.send(("finish", (run_id, status, error, diverged_step)))
 
 
 def failure_reason(error: BaseException) -> str:
-    """What a failed run records: ``interrupted`` for Ctrl-C, else the error and the first frames of its traceback."""
+    """What a failed run records: ``interrupted`` for Ctrl-C, else the error and its first traceback frames."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
     return f"{type(error).__name__}: {error}\n{''.join(traceback.format_exception(error, limit=3))}"
 
 
-def train_recorded(cfg: RunConfig, data: ImageData, run_dir: Path, sink: Sink, progress: bool = False) -> TrainResult:
-    """:func:`~trainlab.train.loop.train_run` in ``run_dir``, reporting each epoch and how the run ended to ``sink``."""
+def train_recorded(cfg: RunConfig, data: ImageData, run_dir: Path, sink: Sink,
+                   progress: bool = False) -> TrainResult:
+    """:func:`~trainlab.train.loop.train_run` in ``run_dir``, reporting its epochs and its end to ``sink``."""
     run_id = cfg.run_id()
     result = train_run(cfg, data, run_dir, progress=progress, on_epoch=lambda row: sink.epoch(run_id, row),
                        on_probes=lambda stats, hists: sink.probes(run_id, stats, hists))
