@@ -110,13 +110,51 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_import_graph_sees_function_level_and_lazy_imports():
     graph = import_graph()
-    assert "trainlab.train.checkpoint" in graph["trainlab.train.loop"]
-    assert "trainlab.models.registry" in graph["trainlab.train.loop"]  # through trainlab.models' lazy _HOMES
+    assert "trainlab.train.checkpoint" in graph["trainlab.train.plain"]
+    assert "trainlab.models.registry" in graph["trainlab.train.plain"]  # through trainlab.models' lazy _HOMES
     assert "trainlab.analysis.catalog" in graph["trainlab.cli"] or "trainlab.analysis" in graph["trainlab.cli"]
 
 
 def test_no_import_cycles():
     assert cycles(import_graph()) == []
+
+
+LAYERS = ["errors", "lazy", "capture", "store", "config", "data", "models", "probes", "train", "analysis", "study",
+          "report", "cli", "__main__"]  # docs/architecture.md: a package imports only packages before it
+ALLOWED_UPWARDS = {("trainlab.config", "trainlab.models.kinds"), ("trainlab.config", "trainlab.models.presets")}
+
+
+def _layer(module: str) -> str:
+    return module.split(".")[1] if "." in module else "trainlab"
+
+
+def test_packages_import_only_earlier_layers():
+    graph = import_graph()
+    assert {_layer(m) for m in graph} - {"trainlab"} == set(LAYERS)  # every package has its place
+    upwards = sorted((a, b) for a, targets in graph.items() for b in targets
+                     if "trainlab" not in (_layer(a), _layer(b)) and (a, b) not in ALLOWED_UPWARDS
+                     and LAYERS.index(_layer(b)) > LAYERS.index(_layer(a)))
+    assert upwards == []
+
+
+MAX_FUNCTION_LINES = 80
+MAX_COMPLEXITY = 20  # radon's grade C at most: `radon cc -n D src` prints nothing
+
+
+def test_functions_are_short_and_simple():
+    from radon.complexity import cc_visit
+
+    long, complex_ = [], []
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{_module_name(path)}.{node.name}: {lines} lines")
+        complex_ += [f"{_module_name(path)}.{block.fullname}: {block.complexity}"
+                     for block in cc_visit(text) if block.complexity > MAX_COMPLEXITY]
+    assert long == [] and complex_ == []
 
 
 def test_training_does_not_import_matplotlib():

@@ -114,7 +114,7 @@ def test_status_lists_each_run_with_overrides_and_final_metrics(tmp_path, capsys
 
 def test_a_failing_run_is_marked_failed_and_the_study_carries_on(tmp_path, monkeypatch):
     from trainlab.train.ensemble import train_ensemble
-    from trainlab.train.loop import train_run
+    from trainlab.train.plain import train_run
 
     def train_run_or_die(cfg, *args, **kw):
         if cfg.model.activation == "sigmoid":

@@ -124,7 +124,7 @@ def test_fit_with_a_store_skips_a_finished_run(tmp_path):
 
 def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
     from trainlab.store import RunStore
-    from trainlab.train.engine import probe_schedule
+    from trainlab.train.loop import probe_schedule
 
     cfg = load_config(tiny_config(epochs=2))
     result = fit(cfg, store=tmp_path)

@@ -1,4 +1,4 @@
-"""Network kinds by name, and :func:`create_model` from a config, a dict of fields or a name."""
+"""create_model from a config, a dict of fields or a name, and register_model for kinds of your own."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Vectorised ensembles: runs that differ only in seed or scalar hyper-parameters, trained as one.
 
-Each model is built exactly as :func:`~trainlab.train.loop.train_run` builds it (same seed,
+Each model is built exactly as :func:`~trainlab.train.plain.train_run` builds it (same seed,
 same initial weights); their parameters are stacked along a new first dimension and every
 training step runs all of them in one ``torch.func.vmap`` over ``functional_call``. Each
 model keeps its own data order and augmentation (its own generator), learning rate,
@@ -31,10 +31,10 @@ from trainlab.models import create_model
 from trainlab.probes.stacked import StackedProbe
 from trainlab.train.bookkeeping import ProbeRows, RunBook, TrainResult
 from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.engine import (
+from trainlab.train.loop import (
     autocast, intra_op_threads, probe_schedule, resolve_device, run_epochs, steps_per_epoch,
 )
-from trainlab.train.loop import new_model
+from trainlab.train.plain import new_model
 from trainlab.train.optim import penalised_weights, penalty
 from trainlab.train.stacked_optim import StackedOptimizer
 
@@ -137,7 +137,7 @@ def train_ensemble(
 ) -> list[TrainResult]:
     """Train ``configs`` (all with one :func:`ensemble_key`) as one vectorised ensemble.
 
-    Like :func:`~trainlab.train.loop.train_run` for each run: ``run_dirs[m]`` holds run ``m``'s
+    Like :func:`~trainlab.train.plain.train_run` for each run: ``run_dirs[m]`` holds run ``m``'s
     checkpoint, ``on_epoch(m, row)`` and ``on_probes(m, stats, histograms)`` receive its rows
     (replayed ones included). A run's ``epoch_time`` and ``samples_per_s`` are its share of the
     ensemble's: the ensemble's time divided by the number of models still training.
@@ -184,7 +184,7 @@ def _aligned_checkpoints(run_dirs: list[Path | None]) -> list[dict | None]:
 
 class EnsembleTrainer:
     """Models stacked along a new first dimension and trained in one vmapped step
-    (see :class:`~trainlab.train.engine.Trainer`)."""
+    (see :class:`~trainlab.train.loop.Trainer`)."""
 
     stacked = True
 

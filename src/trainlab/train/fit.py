@@ -11,7 +11,7 @@ from trainlab.config import RunConfig, load_config
 from trainlab.data import ImageData, load_data
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
 from trainlab.train.bookkeeping import METRICS, TrainResult
-from trainlab.train.loop import train_run
+from trainlab.train.plain import train_run
 from trainlab.train.record import Recorder, train_recorded
 
 

@@ -1,141 +1,181 @@
-"""A plain run: one model trained by :func:`train_run`, resumable from its last epoch.
+"""The epoch loop shared by a plain run (:mod:`trainlab.train.plain`) and an ensemble (:mod:`trainlab.train.ensemble`).
 
-:class:`PlainTrainer.step` is the whole training step; the epoch loop around it
-(:func:`~trainlab.train.engine.run_epochs`) is shared with vectorised ensembles. The data
-stay on the device as uint8 tensors; a batch is gathered, augmented and normalised there.
-Loss and accuracy are summed on the device and brought to the host once per epoch, together
-with the evaluation results, so there is no host sync per step.
+The two differ only in their :class:`Trainer`: the model (or the stack of models) and its
+step. Everything else is here or in the runs' :class:`~trainlab.train.bookkeeping.RunBook`:
+the epoch's batches, the sums kept on the device and brought to the host once per epoch with
+the evaluation, the divergence check, the metric rows and the checkpoints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol
 
 import torch
-import torch.nn.functional as F
-from torch import nn
+from tqdm.auto import tqdm
 
-from trainlab.config import RunConfig
-from trainlab.data import ImageData, Split, load_data, to_float
-from trainlab.models import create_model
-from trainlab.probes.probe import Probe
+from trainlab.config import ProbesConfig, RunConfig
+from trainlab.data import ImageData, Split
+from trainlab.train.batches import epoch_batches
 from trainlab.train.bookkeeping import ProbeRows, RunBook, TrainResult
-from trainlab.train.checkpoint import load_checkpoint
-from trainlab.train.engine import (
-    autocast, intra_op_threads, probe_schedule, resolve_device, run_epochs, steps_per_epoch,
-)
-from trainlab.train.optim import make_optimizer, penalised_weights, penalty
 
 
-def train_run(
-    cfg: RunConfig,
-    data: ImageData | None = None,
-    run_dir: Path | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-    progress: bool = False,
-    on_probes: Callable[[list[tuple], list[tuple]], None] | None = None,
-) -> TrainResult:
-    """Train ``cfg`` to the end, resuming from ``run_dir/checkpoint.pt`` when there is one.
+class Trainer(Protocol):
+    """A model, or a stack of ``n_models`` models, and how one training step changes it."""
 
-    ``on_epoch`` receives each epoch's metrics row (including rows replayed from a checkpoint,
-    so a store that upserts them ends up with exactly one row per epoch); ``on_probes`` the
-    epoch's probe rows (see :meth:`trainlab.probes.Probe.take`), replayed the same way. With
-    ``train.threads`` set, torch uses that many CPU threads for the run.
-    """
-    with intra_op_threads(cfg.train.threads):
-        device = resolve_device(cfg.train.device)
-        data = (data or load_data(cfg.data)).to(device)
-        book = RunBook(cfg, run_dir, device, on_epoch, on_probes)
-        model = new_model(cfg, data, device)
-        trainer = PlainTrainer(cfg, model, data)
-        state = load_checkpoint(run_dir)
-        if state is not None:
-            trainer.load(state)
-        book.resume(state)
-        book.watch_embeddings(model, data)
-        return run_epochs(trainer, [book], data, progress)[0]
-
-
-def new_model(cfg: RunConfig, data: ImageData, device: torch.device) -> nn.Module:
-    """``cfg``'s model with the initial weights of seed ``train.seed``, on ``device``."""
-    torch.manual_seed(cfg.train.seed)
-    return create_model(cfg.model, data.input_shape, data.num_classes).to(device)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, mean: torch.Tensor, std: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Summed cross-entropy and correct count over ``split``, as a device tensor ``[loss_sum, correct]``."""
-    model.eval()
-    sums = torch.zeros(2, device=split.x.device)
-    for i in range(0, len(split), batch_size):
-        logits = model(to_float(split.x[i : i + batch_size], mean, std))
-        y = split.y[i : i + batch_size]
-        sums[0] += F.cross_entropy(logits.float(), y, reduction="sum")
-        sums[1] += (logits.argmax(1) == y).sum()
-    return sums
-
-
-class PlainTrainer:
-    """One model, its optimizer and its probe (see :class:`~trainlab.train.engine.Trainer`)."""
-
-    n_models, stacked = 1, False
-
-    def __init__(self, cfg: RunConfig, model: nn.Module, data: ImageData):
-        self.cfg, self.tc = cfg, cfg.train
-        self.mean, self.std = data.mean, data.std
-        self.device = next(model.parameters()).device
-        self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
-        self.model = model.to(memory_format=self.memory_format)
-        self.optimizer = make_optimizer(model, self.tc)
-        self.weights = penalised_weights(model)
-        pc = cfg.probes
-        self.probe = Probe(model, bins=pc.bins, histograms=pc.histograms, log_magnitude=pc.log_magnitude,
-                           activations=pc.activations,
-                           schedule=probe_schedule(pc, steps_per_epoch(cfg, data))).__enter__() if pc.enabled else None
-
-    def load(self, state: dict) -> None:
-        """Take up a checkpoint's model and optimizer state."""
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    n_models: int
+    stacked: bool  # batches have the models along their first dimension
 
     def set_lr(self, lrs: list[float]) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lrs[0]
+        """Each model's learning rate for the coming epoch."""
 
     def train_mode(self) -> None:
-        self.model.train()
+        """Put the model(s) in training mode."""
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        tc, model = self.tc, self.model
-        if self.probe is not None:
-            self.probe.steps_seen = step
-        with autocast(self.device, tc.precision):
-            logits = model(x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
-        objective = loss + penalty(self.weights, tc.l1, tc.l2) if (tc.l1 or tc.l2) else loss
-        self.optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        if self.probe is not None:
-            self.probe.step()
-        if tc.clip_grad:
-            nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad, foreach=True)
-        self.optimizer.step()
-        return loss.detach().view(1), (logits.detach().argmax(1) == y).sum().view(1)
+        """One training step at global ``step``: each model's mean loss and correct count, ``(M,)`` each."""
 
     def evaluate(self, split: Split, batch_size: int) -> torch.Tensor:
-        with autocast(self.device, self.tc.precision):
-            return evaluate(self.model, split, self.mean, self.std, batch_size).view(1, 2)
+        """``(M, 2)``: each model's summed loss and correct count over ``split``."""
 
-    def module(self, m: int) -> nn.Module:
-        return self.model
+    def module(self, m: int) -> torch.nn.Module:
+        """Model ``m`` as a plain module with its current weights."""
 
     def state(self, m: int) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        """Model ``m``'s ``model`` and ``optimizer`` state dicts, as a plain run checkpoints them."""
 
     def probe_rows(self) -> list[ProbeRows]:
-        return [self.probe.take() if self.probe is not None else ([], [])]
+        """Each model's probe rows since the last call."""
 
     def close(self) -> None:
-        if self.probe is not None:
-            self.probe.close()
+        """Remove hooks."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bfloat16 autocast on ``device`` when ``precision`` is ``bf16``; a no-op context for ``fp32``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@contextmanager
+def intra_op_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` CPU threads for torch's operators (unchanged when None)."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def probe_schedule(cfg: ProbesConfig, steps: int) -> Callable[[int], bool]:
+    """Which global steps are probed: every N-th, or ``per_epoch`` evenly spaced ones of the epoch's ``steps``
+    plus its last."""
+    if cfg.every:
+        return lambda step: step % cfg.every == 0
+    chosen = {i * steps // cfg.per_epoch for i in range(cfg.per_epoch)} | {steps - 1}
+    return lambda step: step % steps in chosen
+
+
+def steps_per_epoch(cfg: RunConfig, data: ImageData) -> int:
+    """Training steps in one epoch of ``cfg`` on ``data`` (the last batch may be smaller)."""
+    return math.ceil(len(data.train) / cfg.train.batch_size)
+
+
+def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress: bool = False) -> list[TrainResult]:
+    """Train every run of ``books`` from its last recorded epoch to the end, with ``trainer``'s step.
+
+    All books are at the same epoch. A run that diverges or stops early stops being recorded;
+    its model still trains with the others until none is left. An epoch's time is shared
+    equally among the runs still recorded.
+    """
+    tc, train = books[0].cfg.train, data.train
+    steps = steps_per_epoch(books[0].cfg, data)
+    splits = {name: s for name, s in (("val", data.val), ("test", data.test)) if s is not None}
+    start_epoch = len(books[0].history)
+    bar = tqdm(total=tc.epochs * steps, initial=start_epoch * steps,
+               disable=not progress, unit="step", leave=False, dynamic_ncols=True)
+    for epoch in range(start_epoch, tc.epochs):
+        live = _live_runs(books)
+        if not live:
+            break
+        ensemble = f"ensemble of {len(live)}, " if trainer.stacked else ""
+        bar.set_description(f"{ensemble}epoch {epoch + 1}/{tc.epochs}")
+        lrs = [book.schedule.lr(epoch) for book in books]
+        trainer.set_lr(lrs)
+
+        start = time.perf_counter()
+        step_losses, correct = _train_epoch(trainer, books, data, epoch * steps, bar)
+        train_time = time.perf_counter() - start
+        evals = [trainer.evaluate(split, tc.eval_batch_size) for split in splits.values()]
+        sums = torch.cat([step_losses.sum(0)[:, None], correct[:, None].float(), *evals], dim=1).tolist()
+        epoch_time = time.perf_counter() - start
+        probed = trainer.probe_rows()
+        for m in live:
+            if not math.isfinite(sums[m][0]):
+                books[m].diverge(epoch * steps + int((~torch.isfinite(step_losses[:, m])).nonzero()[0]))
+                continue
+            row = {"epoch": epoch + 1, **_metrics(sums[m], {"train": train, **splits}), "lr": lrs[m],
+                   "samples_per_s": len(train) * len(live) / train_time, "epoch_time": epoch_time / len(live),
+                   "wall_time": books[m].wall_time + epoch_time / len(live)}
+            trainer.module(m)  # brings a stacked model's weights into its plain module for the embeddings
+            books[m].end_epoch(row, probed[m], lambda m=m: trainer.state(m), keep_previous=trainer.stacked)
+        if not trainer.stacked:
+            _show_metrics(bar, books[0])
+    bar.close()
+    trainer.close()
+    return [book.result(trainer.module(m)) for m, book in enumerate(books)]
+
+
+def _live_runs(books: list[RunBook]) -> list[int]:
+    """Indices of the runs still training, after each has checked its early stopping."""
+    for book in books:
+        if book.active:
+            book.check_early_stop()
+    return [m for m, book in enumerate(books) if book.active]
+
+
+def _show_metrics(bar: tqdm, book: RunBook) -> None:
+    """The last epoch's loss, accuracies and throughput of a run on its progress bar."""
+    if book.history:
+        row = book.history[-1]
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", acc=f"{row['train_acc']:.3f}",
+                        test_acc=f"{row.get('test_acc', float('nan')):.3f}", sps=f"{row['samples_per_s']:.0f}")
+
+
+def _metrics(sums: list[float], splits: dict[str, Split]) -> dict[str, float]:
+    """``<split>_loss`` and ``<split>_acc`` from a run's summed losses and correct counts, split by split."""
+    row = {}
+    for i, (name, split) in enumerate(splits.items()):
+        row |= {f"{name}_loss": sums[2 * i] / len(split), f"{name}_acc": sums[2 * i + 1] / len(split)}
+    return row
+
+
+def _train_epoch(trainer: Trainer, books: list[RunBook], data: ImageData, first_step: int,
+                 bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch of steps; ``(steps, M)`` summed losses per step and ``(M,)`` correct counts, on the device."""
+    cfg, train = books[0].cfg, data.train
+    device = train.x.device
+    step_losses = torch.empty(steps_per_epoch(cfg, data), trainer.n_models, device=device)
+    correct = torch.zeros(trainer.n_models, device=device, dtype=torch.long)
+    trainer.train_mode()
+    batches = epoch_batches(train, cfg.train.batch_size, cfg.data.augment, [b.generator for b in books],
+                            data.mean, data.std, stacked=trainer.stacked)
+    for step, (x, y) in enumerate(batches):
+        loss, hits = trainer.step(x, y, first_step + step)
+        step_losses[step] = loss * y.shape[-1]
+        correct += hits
+        bar.update(1)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return step_losses, correct

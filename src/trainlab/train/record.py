@@ -20,7 +20,7 @@ from trainlab.data import ImageData
 from trainlab.store import RunStore
 from trainlab.train.bookkeeping import TrainResult
 from trainlab.train.ensemble import train_ensemble, train_together
-from trainlab.train.loop import train_run
+from trainlab.train.plain import train_run
 
 
 class Sink(Protocol):
@@ -118,7 +118,7 @@ def failure_reason(error: BaseException) -> str:
 
 def train_recorded(cfg: RunConfig, data: ImageData, run_dir: Path, sink: Sink,
                    progress: bool = False) -> TrainResult:
-    """:func:`~trainlab.train.loop.train_run` in ``run_dir``, reporting its epochs and its end to ``sink``."""
+    """:func:`~trainlab.train.plain.train_run` in ``run_dir``, reporting its epochs and its end to ``sink``."""
     run_id = cfg.run_id()
     result = train_run(cfg, data, run_dir, progress=progress, on_epoch=lambda row: sink.epoch(run_id, row),
                        on_probes=lambda stats, hists: sink.probes(run_id, stats, hists))
