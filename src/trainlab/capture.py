@@ -22,7 +22,7 @@ from torch import nn
 
 from trainlab.errors import unknown
 
-OnOutput = Callable[[str, nn.Module, Any], None]
+OnCall = Callable[[str, nn.Module, tuple, Any], None]
 
 
 class _StopForward(Exception):
@@ -53,11 +53,12 @@ class Captured(dict):
 
 
 def check_layers(model: nn.Module, names: Iterable[str], what: str = "layer") -> None:
-    """UserError naming the valid module names unless every one of ``names`` is a module of ``model``."""
-    modules = {name for name, _ in model.named_modules() if name}
+    """UserError naming the valid module names unless every one of ``names`` is a module of ``model``
+    (``""`` is the model itself)."""
+    modules = {name for name, _ in model.named_modules()}
     for name in names:
         if name not in modules:
-            raise unknown(what, name, modules)
+            raise unknown(what, name, modules - {""})
 
 
 @contextmanager
@@ -69,15 +70,15 @@ def capture(
     stop: bool = False,
     eval_mode: bool = False,
     hand_on_copy: bool = False,
-    on_output: OnOutput | None = None,
+    on_call: OnCall | None = None,
 ) -> Iterator[Captured]:
     """While open, record the output of each module named in ``layers`` (its first input with ``inputs``).
 
     ``stop``: :meth:`Captured.run` ends the forward pass as soon as every named module has run.
     ``eval_mode``: the model runs in eval mode; each module's mode is restored on exit.
     ``hand_on_copy``: the module passes a copy of its output on, so in-place operations after it
-    cannot change what was recorded. ``on_output(name, module, value)``, when given, is called
-    instead of recording (the probes compute their statistics there).
+    cannot change what was recorded. ``on_call(name, module, args, output)``, when given, is called
+    after each call of a named module instead of recording (the probes compute their statistics there).
     """
     names = list(dict.fromkeys(layers))
     check_layers(model, names)
@@ -86,19 +87,19 @@ def capture(
 
     def hook_for(name: str) -> Callable[..., Any]:
         def after(module: nn.Module, args: tuple, output: Any = None) -> Any:
-            value = args[0] if inputs else output
-            if on_output is not None:
-                on_output(name, module, value)
+            if on_call is not None:
+                on_call(name, module, args, output)
             else:
-                seen._record(name, value)
+                seen._record(name, args[0] if inputs else output)
             if hand_on_copy and isinstance(output, torch.Tensor):
                 return output.clone()
             return None
 
         return after
 
+    before = inputs and on_call is None  # recording inputs: before the module runs, so a stop skips it
     modes = [(module, module.training) for module in model.modules()] if eval_mode else []
-    handles = [modules[name].register_forward_pre_hook(hook_for(name)) if inputs
+    handles = [modules[name].register_forward_pre_hook(hook_for(name)) if before
                else modules[name].register_forward_hook(hook_for(name)) for name in names]
     try:
         if eval_mode:

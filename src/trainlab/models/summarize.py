@@ -10,6 +10,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from trainlab.capture import capture
+
 COLUMNS = ("name", "type", "input_shape", "output_shape", "trainable", "non_trainable")
 
 
@@ -117,7 +119,7 @@ def summary(
     rows: list[dict[str, Any]] = []
     seen: set[nn.Module] = set()
 
-    def record(module: nn.Module, inputs: tuple, output: Any) -> None:
+    def record(name: str, module: nn.Module, inputs: tuple, output: Any) -> None:
         # a module called again (shared) gets a row, but its parameters are counted once
         trainable, non_trainable = _counts(module.parameters(recurse=False), module.buffers(recurse=False))
         if module in seen:
@@ -125,7 +127,7 @@ def summary(
         seen.add(module)
         rows.append(
             {
-                "name": names[module],
+                "name": name,
                 "type": type(module).__name__,
                 "input_shape": _shape(inputs),
                 "output_shape": _shape(output),
@@ -134,17 +136,8 @@ def summary(
             }
         )
 
-    modes = {module: module.training for module in names}
-    hooks = [module.register_forward_hook(record) for module in leaves]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.zeros(2, *input_shape, device=device, dtype=dtype))
-    finally:
-        for hook in hooks:
-            hook.remove()
-        for module, training in modes.items():
-            module.training = training
+    with torch.no_grad(), capture(model, [names[leaf] for leaf in leaves], eval_mode=True, on_call=record) as watch:
+        watch.run(torch.zeros(2, *input_shape, device=device, dtype=dtype))
     trainable, non_trainable = _counts(model.parameters(), model.buffers())
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return ModelSummary(frame, trainable + non_trainable, trainable, non_trainable)

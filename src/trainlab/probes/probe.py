@@ -63,7 +63,7 @@ class Probe:
     def __enter__(self) -> Probe:
         watched = [name for name, module in self.model.named_modules()
                    if isinstance(module, ACTIVATIONS) or any(True for _ in module.parameters(recurse=False))]
-        self._hooks.enter_context(capture(self.model, [n for n in watched if n], on_output=self._on_output))
+        self._hooks.enter_context(capture(self.model, [n for n in watched if n], on_call=self._on_call))
         return self
 
     def __exit__(self, *exc) -> None:
@@ -76,7 +76,7 @@ class Probe:
     def _due(self) -> bool:
         return self.schedule(self.steps_seen)
 
-    def _on_output(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
+    def _on_call(self, name: str, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         self.order.setdefault(name, len(self.order))
         if isinstance(module, ACTIVATIONS) and self.with_activations and module.training and self._due():
             self._current().add_activation(name, module, output, self.bins, self.with_histograms)

@@ -33,9 +33,9 @@ class StackedProbe:
         self._hooks = ExitStack()
         if cfg.activations:
             names = [name for name, module in base.named_modules() if isinstance(module, ACTIVATIONS)]
-            self._hooks.enter_context(capture(base, names, on_output=self._on_output))
+            self._hooks.enter_context(capture(base, names, on_call=self._on_call))
 
-    def _on_output(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
+    def _on_call(self, name: str, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         if self._record is not None and module.training:
             self._record.add_activation(name, module, output, self.cfg.bins, self.cfg.histograms, sync_free=True)
 
