@@ -74,6 +74,6 @@ def load_embeddings(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
     """Every saved epoch of a run: ``{epoch: {"features", "labels", "indices"}}``, in epoch order."""
     out = {}
     for path in sorted((run_dir / EMBEDDINGS_DIR).glob("epoch_*.npz")):
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:
             out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
     return out

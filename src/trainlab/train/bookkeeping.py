@@ -21,7 +21,7 @@ from trainlab.config import RunConfig
 from trainlab.data import ImageData
 from trainlab.probes.embeddings import check_layer, features, sample_indices, save_embedding
 from trainlab.probes.stats import PROBE_COLUMNS, PROBE_HISTOGRAM_COLUMNS
-from trainlab.train.checkpoint import load_probe_rows, restore_rng_state, rng_state, save_checkpoint
+from trainlab.train.checkpoint import restore_rng_state, rng_state, save_checkpoint
 from trainlab.train.optim import LRSchedule
 
 METRICS = (
@@ -88,12 +88,15 @@ class RunBook:
         return self.status == "done" and not self.stopped_early
 
     def resume(self, state: dict[str, Any] | None) -> None:
-        """Take up a checkpoint's schedule, random state, history and probe rows, replaying the rows."""
+        """Take up a checkpoint's schedule, random state, history and probe rows, replaying the rows.
+
+        ``state`` comes from :func:`~trainlab.train.checkpoint.resume_checkpoint`, with its probe rows.
+        """
         if state is None:
             return
         self.schedule.load_state_dict(state["schedule"])
         restore_rng_state(state["rng"], self.device, self.generator)
-        self.history, self.probe_history = state["history"], load_probe_rows(self.run_dir, state["epoch"])
+        self.history, self.probe_history = state["history"], state["probe_rows"]
         self.wall_time = self.history[-1]["wall_time"] if self.history else 0.0
         for row, probed in zip(self.history, self.probe_history):
             self._report(row, probed)
@@ -134,8 +137,7 @@ class RunBook:
         """The loss became non-finite at global ``step``: the run ends there."""
         self.status, self.diverged_step = "diverged", step
 
-    def end_epoch(self, row: dict, probed: ProbeRows, state: Callable[[], dict[str, Any]],
-                  keep_previous: bool = False) -> None:
+    def end_epoch(self, row: dict, probed: ProbeRows, state: Callable[[], dict[str, Any]]) -> None:
         """Record an epoch: history, probe rows, embeddings, schedule, checkpoint, then the callbacks.
 
         ``state()`` gives the model's and optimizer's state dicts for the checkpoint.
@@ -149,7 +151,7 @@ class RunBook:
             save_checkpoint(self.run_dir, {
                 "epoch": row["epoch"], **state(), "schedule": self.schedule.state_dict(),
                 "rng": rng_state(self.device, self.generator), "history": self.history,
-            }, probed, keep_previous=keep_previous)
+            }, probed)
         self._report(row, probed)
 
     def _report(self, row: dict, probed: ProbeRows) -> None:

@@ -30,7 +30,7 @@ from trainlab.data import ImageData, Split, load_data, to_float
 from trainlab.models import create_model
 from trainlab.probes.stacked import StackedProbe
 from trainlab.train.bookkeeping import ProbeRows, RunBook, TrainResult
-from trainlab.train.checkpoint import load_checkpoint
+from trainlab.train.checkpoint import resume_checkpoint
 from trainlab.train.loop import (
     autocast, intra_op_threads, probe_schedule, resolve_device, run_epochs, steps_per_epoch,
 )
@@ -170,14 +170,18 @@ def train_ensemble(
 
 
 def _aligned_checkpoints(run_dirs: list[Path | None]) -> list[dict | None]:
-    """Each run's checkpoint, all of one epoch: after a kill between two models' saves, the kept previous
-    checkpoint of the runs ahead; :class:`MixedResume` when that does not line them up."""
-    states = [load_checkpoint(d) for d in run_dirs]
+    """Each run's checkpoint, all of one epoch: after a kill between two models' saves (or a damaged
+    checkpoint), the kept previous checkpoint of the runs ahead; :class:`MixedResume` when that does not
+    line them up."""
+    states = [resume_checkpoint(d) for d in run_dirs]
     epochs = {s["epoch"] if s else 0 for s in states}
     if len(epochs) == 1:
         return states
-    states = [load_checkpoint(d, min(epochs)) if min(epochs) else None for d in run_dirs]
-    if min(epochs) and any(s is None for s in states):
+    first = min(epochs)
+    if not first:
+        return [None] * len(run_dirs)
+    states = [s if s["epoch"] == first else resume_checkpoint(d, first) for d, s in zip(run_dirs, states)]
+    if any(s is None for s in states):
         raise MixedResume("the runs' checkpoints are from different epochs")
     return states
 

@@ -129,7 +129,7 @@ def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress
                    "samples_per_s": len(train) * len(live) / train_time, "epoch_time": epoch_time / len(live),
                    "wall_time": books[m].wall_time + epoch_time / len(live)}
             trainer.module(m)  # brings a stacked model's weights into its plain module for the embeddings
-            books[m].end_epoch(row, probed[m], lambda m=m: trainer.state(m), keep_previous=trainer.stacked)
+            books[m].end_epoch(row, probed[m], lambda m=m: trainer.state(m))
         if not trainer.stacked:
             _show_metrics(bar, books[0])
     bar.close()

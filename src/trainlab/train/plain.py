@@ -21,7 +21,7 @@ from trainlab.data import ImageData, Split, load_data, to_float
 from trainlab.models import create_model
 from trainlab.probes.probe import Probe
 from trainlab.train.bookkeeping import ProbeRows, RunBook, TrainResult
-from trainlab.train.checkpoint import load_checkpoint
+from trainlab.train.checkpoint import resume_checkpoint
 from trainlab.train.loop import (
     autocast, intra_op_threads, probe_schedule, resolve_device, run_epochs, steps_per_epoch,
 )
@@ -36,7 +36,7 @@ def train_run(
     progress: bool = False,
     on_probes: Callable[[list[tuple], list[tuple]], None] | None = None,
 ) -> TrainResult:
-    """Train ``cfg`` to the end, resuming from ``run_dir/checkpoint.pt`` when there is one.
+    """Train ``cfg`` to the end, resuming from the last readable checkpoint in ``run_dir`` when there is one.
 
     ``on_epoch`` receives each epoch's metrics row (including rows replayed from a checkpoint,
     so a store that upserts them ends up with exactly one row per epoch); ``on_probes`` the
@@ -49,7 +49,7 @@ def train_run(
         book = RunBook(cfg, run_dir, device, on_epoch, on_probes)
         model = new_model(cfg, data, device)
         trainer = PlainTrainer(cfg, model, data)
-        state = load_checkpoint(run_dir)
+        state = resume_checkpoint(run_dir)
         if state is not None:
             trainer.load(state)
         book.resume(state)
