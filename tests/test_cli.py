@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from trainlab.cli import main
 from trainlab.store import RunStore
@@ -72,6 +73,40 @@ def test_user_mistakes_exit_2_with_one_message(tmp_path, capsys, argv, expected)
     for part in expected:
         assert part in lines[0]
     assert not (tmp_path / "s" / "runs").exists()
+
+
+CNN = ["model.kind=cnn", "model.blocks=[{channels: 4}]"]
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--set", *TINY, "model.hidden=[0]"], ["model.hidden.0", "greater than 0", "(got 0)"]),
+    (["train", "--set", *TINY, "model.hidden=[32, -5]"], ["model.hidden.1", "greater than 0", "(got -5)"]),
+    (["train", "--set", *TINY, *CNN, "model.fc=[-3]"], ["model.fc.0", "greater than 0", "(got -3)"]),
+    (["train", "--set", *TINY, f"train.seed={2**70}"], ["train.seed", "64-bit integer", str(2**70)]),
+    pytest.param(["train", "--set", *TINY, "train.device=cuda"],
+                 ["train.device 'cuda'", "CUDA is not available", "valid choices: auto, cpu"], marks=NO_GPU),
+    (["train", "--set", *TINY, "train.device=cuda:x"], ["train.device", "'cuda:x'", "valid choices", "cuda:0"]),
+    (["train", "--set", *TINY, "--tensorboard", "{tmp}/file"], ["--tensorboard", "is a file, not a folder"]),
+    (["train", "--set", *TINY, "--tensorboard", "{tmp}/file/tb"], ["--tensorboard", "is a file, not a folder"]),
+    (["train", "--set", *TINY, "data.augment=[{name: crop, paddin: 2}]"],
+     ["data.augment.0.paddin", "did you mean 'padding'", "valid keys here: name, padding"]),
+    (["train", "--set", "data.name=imagefolder", "--data-root", "{tmp}/file"],
+     ["data root", "is a file, not a folder"]),
+    (["summary", "--model", "{kind: mlp, hidden: [64"],
+     ["--model", "not valid YAML", "expected ',' or ']'", "column 24"]),
+    (["train", "--config", "{tmp}/twice.yaml"], ["twice.yaml", "not valid YAML", "key 'lr' given twice", "line 4"]),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, expected):
+    (tmp_path / "file").write_text("not a folder")
+    (tmp_path / "twice.yaml").write_text("train:\n  lr: 0.1\n  epochs: 1\n  lr: 0.2\n")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code, out, err = run_cli(capsys, *argv, *(["--store", str(tmp_path / "s")] if argv[0] != "summary" else []))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("trainlab: error:"), err
+    for part in expected:
+        assert part in lines[0]
+    assert not (tmp_path / "s").exists()
 
 
 def test_summary_of_the_vgg_preset(capsys):

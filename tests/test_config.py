@@ -1,6 +1,6 @@
 import pytest
 
-from trainlab.config import RunConfig, apply_overrides, load_config, parse_value
+from trainlab.config import RunConfig, apply_overrides, load_config, parse_value, read_yaml
 from trainlab.errors import UserError
 
 
@@ -38,6 +38,14 @@ def test_overrides_nest_into_sections_without_touching_the_input():
         ({"data": {"val_size": 1.5}}, ["data.val_size"]),
         ({"train": {"nesterov": True}}, ["nesterov", "momentum"]),
         ({"data": {"val_size": 0}, "train": {"early_stopping": 3}}, ["early_stopping", "val_size"]),
+        ({"data": {"augment": ["hflip", {"name": "crop", "paddin": 2}]}},
+         ["'data.augment.1.paddin'", "did you mean 'padding'", "valid keys here: name, padding"]),
+        ({"data": {"augment": [{"name": "translate", "max_shift": -1}]}}, ["data.augment.0.max_shift", "(got -1)"]),
+        ({"model": {"hidden": [64, 0]}}, ["model.hidden.1", "greater than 0"]),
+        ({"model": {"kind": "cnn", "blocks": [{"channels": 4}], "fc": [-3]}}, ["model.fc.0", "greater than 0"]),
+        ({"train": {"seed": 2**63}}, ["train.seed", "64-bit integer", str(2**63)]),
+        ({"train": {"device": "cuda:x"}}, ["train.device", "'cuda:x'", "cuda:0"]),
+        ({"train": {"device": "gpu"}}, ["train.device", "'gpu'", "auto, cpu, cuda"]),
     ],
 )
 def test_mistakes_name_the_key_and_the_valid_choices(raw, expected):
@@ -74,7 +82,24 @@ def test_yaml_files(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_config(tmp_path / "missing.yaml")
     path.write_text("model: [unclosed\n")
-    with pytest.raises(UserError, match="not valid YAML"):
+    with pytest.raises(UserError, match="not valid YAML") as info:
         load_config(path)
+    assert "\n" not in str(info.value) and "line 2" in str(info.value)
+
+
+@pytest.mark.parametrize("text, key, line", [
+    ("train:\n  lr: 0.1\n  epochs: 2\n  lr: 0.2\n", "lr", 4),
+    ("model: {hidden: [8]}\nmodel: {hidden: [16]}\n", "model", 2),
+    ("train: {lr: 0.1, lr: 0.2}\n", "lr", 1),
+])
+def test_a_key_given_twice_in_a_yaml_file_is_an_error(tmp_path, text, key, line):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=f"key '{key}' given twice at line {line}"):
+        load_config(path)
+    with pytest.raises(UserError, match="given twice"):
+        load_config({}, ["model={hidden: [8], hidden: [16]}"])
+    path.write_text("base: &b {lr: 0.1}\ntrain:\n  <<: *b\n  lr: 0.2\n")  # a merged key may be overridden
+    assert read_yaml(path)["train"] == {"lr": 0.2}
     with pytest.raises(UserError, match="KEY=VALUE"):
         load_config({}, ["train.lr"])

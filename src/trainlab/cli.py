@@ -177,13 +177,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainlab.train import fit
 
     overrides = _overrides_with_data_root(args)
+    logdir = _tensorboard_dir(args)
     result = fit(args.config, overrides, store=args.store, download=args.download, rerun=args.rerun,
                  progress=not (args.quiet or args.json) and sys.stderr.isatty())
-    if args.tensorboard:
+    if logdir:
         from trainlab.probes.tensorboard import write_tensorboard
 
-        write_tensorboard(Path(args.tensorboard) / result.run_id, result.probes, result.probe_histograms,
-                          result.history)
+        write_tensorboard(logdir / result.run_id, result.probes, result.probe_histograms, result.history)
     if args.json:
         _print_json({"run_id": result.run_id, "status": result.status, "diverged_step": result.diverged_step,
                      "stopped_early": result.stopped_early, "final": result.final,
@@ -264,12 +264,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 def _model_spec(text: str) -> dict[str, Any] | str:
     """A --model argument: a YAML file's model fields, inline YAML fields, or a kind or preset name."""
-    from trainlab.config import parse_value, read_yaml
+    from trainlab.config import parse_yaml, read_yaml
 
     if text.endswith((".yaml", ".yml")) or (len(text) < 256 and "\n" not in text and Path(text).is_file()):
         raw = read_yaml(text)
         return raw.get("model", raw)
-    value = parse_value(text)
+    value = parse_yaml(text, f"--model {text!r}")
     return value if isinstance(value, dict) else str(value)
 
 
@@ -293,11 +293,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from trainlab.study import run_study
 
+    logdir = _tensorboard_dir(args)
     result = run_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store, executor=args.executor,
                        workers=args.workers, address=args.address, download=args.download,
                        ensemble=not args.no_ensemble, progress=not (args.quiet or args.json) and sys.stderr.isatty())
-    if args.tensorboard:
-        _study_tensorboard(result.runs, args.store, Path(args.tensorboard))
+    if logdir:
+        _study_tensorboard(result.runs, args.store, logdir)
     files = None
     if not args.no_report:
         from trainlab.report import build_report
@@ -313,6 +314,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _overrides_with_data_root(args: argparse.Namespace) -> list[str]:
     """``--set`` values, plus ``data.root`` from ``--data-root``."""
     return list(args.overrides) + ([f"data.root={args.data_root}"] if args.data_root else [])
+
+
+def _tensorboard_dir(args: argparse.Namespace) -> Path | None:
+    """``--tensorboard DIR``, checked before training: it may not exist yet, but must not be a file."""
+    if not args.tensorboard:
+        return None
+    path = Path(args.tensorboard)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"--tensorboard {args.tensorboard}: {existing} is a file, not a folder")
+    return path
 
 
 def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None:

@@ -29,6 +29,8 @@ ACTIVATIONS = (
 INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
+SEED_BITS = 64  # torch's generators take 64-bit seeds; the store keeps them as signed 64-bit integers
+Width = Annotated[int, Field(gt=0)]  # units of a dense layer
 
 
 class Section(BaseModel):
@@ -91,7 +93,7 @@ class DataConfig(Section):
     limit: int | None = Field(None, gt=0)
     test_limit: int | None = Field(None, gt=0)
     resize: int | None = Field(None, gt=0)
-    augment: list[Augment] = Field(default_factory=list)
+    augment: list[Annotated[Augment, Field(discriminator="name")]] = Field(default_factory=list)
     cache: bool = True
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
@@ -103,13 +105,15 @@ class DataConfig(Section):
             return value
         out = []
         for entry in value:
+            if isinstance(entry, Section):
+                entry = entry.model_dump()
             name = entry if isinstance(entry, str) else entry.get("name") if isinstance(entry, dict) else None
             if name not in AUGMENTS:
                 raise ValueError(
                     f"unknown augmentation {name!r}{did_you_mean(str(name), AUGMENTS)}; "
                     f"valid choices: {', '.join(AUGMENTS)}"
                 )
-            out.append(AUGMENTS[name]() if isinstance(entry, str) else AUGMENTS[name](**entry))
+            out.append({"name": name} if isinstance(entry, str) else entry)
         return out
 
     @field_validator("val_size")
@@ -162,14 +166,14 @@ class ModelConfig(Section):
 
     kind: str = "mlp"
     preset: str | None = None
-    hidden: list[int] = Field(default_factory=lambda: [256])
+    hidden: list[Width] = Field(default_factory=lambda: [256])
     activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
     maxout_pieces: int = Field(2, ge=2)
     dropout: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
     init: Literal[INITS] = "default"  # type: ignore[valid-type]
     blocks: list[ConvBlock] = Field(default_factory=list)
-    fc: list[int] = Field(default_factory=list)
+    fc: list[Width] = Field(default_factory=list)
     output_batch_norm: bool = False
     stem_channels: int = Field(16, gt=0)
     stages: list[ResStage] = Field(
@@ -236,11 +240,19 @@ class TrainConfig(Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
 
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int) -> int:
+        if not -(2 ** (SEED_BITS - 1)) <= value < 2 ** (SEED_BITS - 1):
+            bits = SEED_BITS - 1
+            raise ValueError(f"a seed is a {SEED_BITS}-bit integer, from -2**{bits} to 2**{bits} - 1")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
-        if value not in ("auto", "cpu", "cuda") and not value.startswith("cuda:"):
-            raise ValueError(f"unknown device {value!r}; valid choices: auto, cpu, cuda, cuda:N")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError(f"unknown device {value!r}; valid choices: auto, cpu, cuda, cuda:0, cuda:1, ...")
         return value
 
     @model_validator(mode="after")
@@ -300,10 +312,56 @@ class RunConfig(Section):
 
 
 # ----------------------------------------------------------------------------- loading
-def parse_value(text: str) -> Any:
-    """Parse an override's value as YAML: ``0.01`` and ``1e-3`` -> float, ``[256, 256]`` -> list, ``true`` -> bool."""
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping that gives one key twice (plain YAML keeps the last silently)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with << may be overridden
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.get(key)
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if first is not None:
+                raise DuplicateKeyError(None, None, f"key {key!r} given twice", key_node.start_mark,
+                                        f"first at line {first}")
+            lines[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
+
+def yaml_reason(error: yaml.YAMLError) -> str:
+    """The parser's reason in one line, with the line and column where it has them."""
+    if not isinstance(error, yaml.MarkedYAMLError):
+        return " ".join(str(error).split())
+    context, mark, note = error.context, error.problem_mark, error.note
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{context + ': ' if context else ''}{error.problem}{where}{f' ({note})' if note else ''}"
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed as YAML (safe tags only, no key twice); a mistake is a UserError naming ``where``."""
     try:
-        value = yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except yaml.YAMLError as error:
+        raise UserError(f"{where}: not valid YAML: {yaml_reason(error)}") from None
+
+
+def parse_value(text: str) -> Any:
+    """Parse an override's value as YAML: ``0.01`` and ``1e-3`` -> float, ``[256, 256]`` -> list, ``true`` -> bool.
+
+    Text that is not valid YAML stays text; a key given twice is an error.
+    """
+    try:
+        value = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except DuplicateKeyError as error:
+        raise UserError(f"{text!r}: not valid YAML: {yaml_reason(error)}") from None
     except yaml.YAMLError:
         return text
     if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string
@@ -342,6 +400,7 @@ def _field_names(model: type[BaseModel], path: tuple) -> list[str]:
     for part in path:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         if field is None:
+            model = AUGMENTS.get(part, model)  # a data.augment entry's location names its kind
             continue
         annotation = field.annotation
         for candidate in getattr(annotation, "__args__", ()) + (annotation,):
@@ -360,7 +419,7 @@ def _explain(error: ValidationError, root: type[BaseModel], prefix: str) -> User
     key = f"{prefix}{key}" if key else prefix.rstrip(".") or "config"
     if first["type"] == "extra_forbidden":
         name = str(loc[-1])
-        valid = _field_names(root, tuple(loc[:-1]))
+        valid = _field_names(root, tuple(first["loc"][:-1]))
         return UserError(f"unknown key {key!r}{did_you_mean(name, valid)}; valid keys here: {', '.join(valid)}")
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
@@ -382,14 +441,15 @@ def validate(raw: dict[str, Any], model: type[BaseModel] = RunConfig, prefix: st
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, with clear errors for a missing file or bad syntax."""
+    """Read a YAML mapping; a missing or unreadable file, bad syntax or a key given twice is a UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file {str(path)!r} not found")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise UserError(f"{path}: not valid YAML: {error}") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+    raw = parse_yaml(text, str(path)) or {}
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping with sections data, model, train, probes")
     return raw

@@ -62,6 +62,9 @@ def test_kind_override_drops_the_preset_record() -> None:
         ("mlp", {"dropuot": 0.1}, r"model\.dropuot.*dropout"),
         ({"kind": "cnn"}, {}, "blocks"),
         (42, {}, "int"),
+        ("mlp", {"hidden": [0]}, r"model\.hidden\.0.*greater than 0"),
+        ("mlp", {"hidden": [-5]}, r"model\.hidden\.0.*greater than 0"),
+        ("vgg_cifar", {"fc": [512, -3]}, r"model\.fc\.1.*greater than 0"),
     ],
 )
 def test_bad_specs_are_user_errors(spec, overrides: dict, message: str) -> None:

@@ -38,6 +38,10 @@ SYNTHETIC_NOISE = 64.0  # standard deviation of the pixel noise around a class t
 
 def read_source(cfg: DataConfig, download: bool = False) -> FullData:
     """Read the full train and test splits of the data set ``cfg.name``."""
+    uses_root = cfg.name not in ("digits", "synthetic")
+    if uses_root and cfg.root is not None and Path(cfg.root).expanduser().is_file():
+        raise UserError(f"data root {cfg.root} is a file, not a folder: pass --data-root DIR, the folder "
+                        f"that holds {cfg.name}")
     if cfg.name == "cifar10" and _is_image_tree(cfg.root):  # e.g. the CIFAR-10 JPEG version
         return read_imagefolder(cfg.name, cfg.root, cfg.grayscale, cfg.resize, cfg.cache)
     if cfg.name in TORCHVISION_SETS:

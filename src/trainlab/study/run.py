@@ -24,6 +24,7 @@ from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
 from trainlab.train.bookkeeping import METRICS
 from trainlab.train.ensemble import ensemble_groups, ensemble_pays
 from trainlab.train.fit import stored_history
+from trainlab.train.loop import resolve_device
 from trainlab.train.record import Recorder
 
 
@@ -73,6 +74,9 @@ def run_study(
     spec, runs = plan_study(study, scale, overrides)
     store = store if isinstance(store, RunStore) else RunStore(store)
     loaded = _load_data(runs, download)  # before anything is written: user mistakes surface first
+    if executor != "ray":  # Ray's workers may have GPUs this machine lacks
+        for device in {r.config.train.device for r in runs}:
+            resolve_device(device)
     todo = _register(spec, runs, store)
     jobs = [[Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in job]
             for job in _jobs(todo, loaded, ensemble)]

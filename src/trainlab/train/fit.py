@@ -11,6 +11,7 @@ from trainlab.config import RunConfig, load_config
 from trainlab.data import ImageData, load_data
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
 from trainlab.train.bookkeeping import METRICS, TrainResult
+from trainlab.train.loop import resolve_device
 from trainlab.train.plain import train_run
 from trainlab.train.record import Recorder, train_recorded
 
@@ -34,6 +35,7 @@ def fit(
     """
     cfg = load_config(config, overrides)
     data = data or load_data(cfg.data, download=download)  # user mistakes surface before anything is written
+    resolve_device(cfg.train.device)  # a GPU this machine lacks, too
     if store is None:
         return train_run(cfg, data, progress=progress)
 

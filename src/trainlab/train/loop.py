@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from trainlab.config import ProbesConfig, RunConfig
 from trainlab.data import ImageData, Split
+from trainlab.errors import UserError
 from trainlab.train.batches import epoch_batches
 from trainlab.train.bookkeeping import ProbeRows, RunBook, TrainResult
 
@@ -55,10 +56,17 @@ class Trainer(Protocol):
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when present, else CPU."""
+    """``auto`` is CUDA when present, else CPU; a GPU this machine does not have is a UserError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    gpus = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        valid = ["auto", "cpu", *(["cuda"] if gpus else []), *(f"cuda:{i}" for i in range(gpus))]
+        problem = f"there is no GPU {device.index} ({gpus} found)" if gpus else "CUDA is not available"
+        raise UserError(f"train.device {name!r}: {problem} on this machine; valid choices: "
+                        + ", ".join(valid))
+    return device
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
