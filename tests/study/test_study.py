@@ -79,6 +79,33 @@ def test_plan_rejects_a_report_typo_naming_the_key_and_writes_nothing(tmp_path, 
     assert [p.name for p in tmp_path.iterdir()] == ["study.yaml"]
 
 
+@pytest.mark.parametrize("extra, expected", [
+    ("seeds: [0, 0]", ["study.seeds", "seed 0 is listed twice"]),
+    ("seeds: 1\nvary: {train.lr: [0.001, 1e-3]}", ["runs 'lr=0.001' seed 0 and 'lr=1e-3' seed 0", "same configuration"]),
+    ("seeds: [3]\nvariants: [{label: a, set: {train.lr: 0.01}}, {label: b, set: {train.lr: 0.01}}]",
+     ["runs 'a' seed 3 and 'b' seed 3", "same configuration"]),
+    ("seeds: [3]\nvariants: [{label: a}]\nvary: {model.activation: [relu, relu]}",
+     ["runs 'a, activation=relu' seed 3 and 'a, activation=relu' seed 3", "same configuration"]),
+    (f"seeds: [0, {2**70}]", ["train.seed", "64-bit integer", str(2**70)]),
+    (f"seeds: {2**70}", ["study.seeds", "at most 10000 seeds"]),
+    ("seeds: 2\nquestion: twice?\nseeds: 3", ["study.yaml", "key 'seeds' given twice", "line 3", "first at line 1"]),
+])
+def test_plan_rejects_runs_that_would_count_twice_and_bad_seeds(tmp_path, capsys, monkeypatch, extra, expected):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "study.yaml"
+    base = {k: v for k, v in STUDY.items() if k not in ("seeds", "vary", "question")}
+    path.write_text(extra + "\n" + yaml.safe_dump(base))
+    assert main(["plan", str(path)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1 and lines[0].startswith("trainlab: error:"), captured.err
+    for part in expected:
+        assert part in lines[0]
+    assert [p.name for p in tmp_path.iterdir()] == ["study.yaml"]
+
+
 def test_a_study_runs_once_then_skips_finished_runs(tmp_path):
     first = run_study(STUDY, store=tmp_path)
     assert len(first.runs) == 8 and set(first.runs["status"]) == {"done"}

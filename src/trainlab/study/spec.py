@@ -30,6 +30,7 @@ from trainlab.config import RunConfig, apply_overrides, read_yaml
 from trainlab.config import validate as validate_config
 from trainlab.errors import UserError, did_you_mean
 
+MAX_SEEDS = 10_000  # a larger count is a typo, not a study
 
 class Variant(BaseModel):
     """A labelled set of dotted overrides."""
@@ -68,6 +69,11 @@ class StudySpec(BaseModel):
     def _seeds(cls, seeds: int | list[int]) -> int | list[int]:
         if (isinstance(seeds, int) and seeds < 1) or (isinstance(seeds, list) and not seeds):
             raise ValueError("give at least one seed: a count such as 3, or a list such as [0, 1, 2]")
+        if isinstance(seeds, int) and seeds > MAX_SEEDS:
+            raise ValueError(f"at most {MAX_SEEDS} seeds: give a count such as 3 or a list such as [0, 1, 2]")
+        if isinstance(seeds, list) and len(set(seeds)) < len(seeds):
+            twice = next(seed for seed in seeds if seeds.count(seed) > 1)
+            raise ValueError(f"seed {twice} is listed twice: each seed must be a different run")
         return seeds
 
     @model_validator(mode="after")
@@ -150,7 +156,21 @@ def expand(
                     except UserError as error:
                         raise UserError(f"study {spec.name!r}, run {label or 'base'!r}: {error}") from None
                     runs.append(PlannedRun(label, {**variant.set, **varied}, seed, config))
+    _no_run_twice(spec.name, runs)
     return runs
+
+
+def _no_run_twice(study: str, runs: list[PlannedRun]) -> None:
+    """A UserError naming two planned runs with one configuration (one run would count twice)."""
+    first: dict[str, PlannedRun] = {}
+    for run in runs:
+        other = first.setdefault(run.run_id, run)
+        if other is not run:
+            raise UserError(
+                f"study {study!r}: runs {other.label or 'base'!r} seed {other.seed} and "
+                f"{run.label or 'base'!r} seed {run.seed} have the same configuration (run {run.run_id}); "
+                "make them differ or drop one"
+            )
 
 
 def _label(variant: str, varied: dict[str, Any]) -> str:
