@@ -300,7 +300,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if logdir:
         _study_tensorboard(result.runs, args.store, logdir)
     files = None
-    if not args.no_report:
+    if not args.no_report and result.runs["status"].isin(FINISHED).any():  # else a report has nothing to show
         from trainlab.report import build_report
 
         files = build_report(args.study, store=args.store, scale=args.scale, overrides=_overrides_with_data_root(args))

@@ -146,6 +146,60 @@ def test_report_of_a_study_with_no_runs_is_a_user_error(tmp_path, capsys):
     assert not (tmp_path / "reports").exists()
 
 
+TINY_STUDY = {
+    "name": "tiny",
+    "base": {"data": {"name": "synthetic", "val_size": 32, "synthetic": {"n_train": 96, "n_test": 32}},
+             "model": {"hidden": [8]}, "train": {"epochs": 1, "batch_size": 32}},
+    "variants": [{"label": r"cost $\undefinedmacro$", "set": {"train.lr": 0.01}}, {"label": "plain"}],
+}
+
+
+def test_variant_labels_are_drawn_as_written_not_as_math(tmp_path, capsys):
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(TINY_STUDY))
+    assert main(["run", str(path), "--store", str(tmp_path / "store"), "--no-report"]) == 0
+    assert main(["report", str(path), "--store", str(tmp_path / "store")]) == 0, capsys.readouterr().err
+    html = (tmp_path / "store" / "reports" / "tiny" / "report.html").read_text()
+    assert r"cost $\undefinedmacro$" in html and len(_images(html)) >= 5
+
+
+def test_report_of_a_study_with_no_finished_run_is_a_user_error(tmp_path, capsys):
+    import yaml
+
+    from trainlab.store import RunStore
+    from trainlab.study import plan_study
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(TINY_STUDY))
+    store = RunStore(tmp_path / "store")
+    spec, planned = plan_study(str(path))
+    for run in planned:  # registered, as `trainlab run` does before training, but never trained
+        store.create_run(run.run_id, run.config.to_dict())
+        store.add_to_study(spec.name, run.run_id, run.label, run.seed, run.overrides)
+    assert main(["report", str(path), "--store", str(tmp_path / "store")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "no run of study 'tiny' has finished (2 pending)" in lines[0]
+    assert not (tmp_path / "store" / "reports").exists()
+
+
+def test_a_study_whose_runs_all_fail_exits_1_without_a_report(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    def fail(*args, **kw):
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr("trainlab.train.record.train_run", fail)
+    monkeypatch.setattr("trainlab.train.record.train_ensemble", fail)
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(TINY_STUDY))
+    with pytest.warns(UserWarning, match="2 of 2 runs failed"):
+        assert main(["run", str(path), "--store", str(tmp_path / "store"), "--no-ensemble"]) == 1
+    assert "2 failed" in capsys.readouterr().out
+    assert not (tmp_path / "store" / "reports").exists()
+
+
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 

@@ -104,6 +104,10 @@ def collect(study: str | Path | dict[str, Any], scale: str | None = None, overri
     runs["label"] = runs["label"].replace("", "base")
     runs["diverged_step"] = [store.get_run(r)["diverged_step"] if r in known else None for r in runs["run_id"]]
     finished = runs["status"].isin(FINISHED)
+    if not finished.any():
+        counts = ", ".join(f"{n} {status}" for status, n in runs["status"].value_counts().items())
+        raise UserError(f"no run of study {spec.name!r} has finished ({counts}): a report needs at least "
+                        "one; train them with `trainlab run`")
     ids = list(runs.loc[finished, "run_id"])
     varied = [*dict.fromkeys(k for r in planned for k in r.overrides)]
     title = spec.name + (f" ({scale})" if scale else "")

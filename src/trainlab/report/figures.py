@@ -278,7 +278,8 @@ def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
     mesh = ax.pcolormesh(x, y, c, shading="flat", norm=norm, cmap="viridis")
     fig.colorbar(mesh, ax=ax, label="density (fraction per unit value, log scale)")
     name = QUANTITY_NAMES.get(quantity, quantity)
-    ax.set(title=title or f"{name.capitalize()} histograms of {layer}.{tensor} over training",
+    title = _literal(title) if title else f"{name.capitalize()} histograms of {layer}.{tensor} over training"
+    ax.set(title=title,
            xlabel="training step", ylabel=f"{name} value")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     return fig
@@ -307,8 +308,13 @@ def runtime(runs: pd.DataFrame, colours: Mapping[str, str], column: str = "wall_
 
 # ---------------------------------------------------------------------- helpers
 def _name(label: str) -> str:
-    """A variant's display name: a study without variants has the label ``""``."""
-    return label or "base"
+    """A variant's display name, drawn as written: a study without variants has the label ``""``."""
+    return _literal(label or "base")
+
+
+def _literal(text: str) -> str:
+    """``text`` with its dollar signs escaped, so that matplotlib draws it as written, never as math."""
+    return text.replace("$", r"\$")
 
 
 def _metric_name(metric: str) -> str:
