@@ -81,7 +81,7 @@ def run_locally(jobs: list[list[Task]], recorder: Recorder, data: dict[str, Imag
     """Train ``jobs`` one after another in this process, on the driver's data sets (by :func:`data_key`)."""
     for job in jobs:
         for task in job:
-            recorder.start(task.run_id, task.config)
+            recorder.start(task.run_id)
         execute(job, recorder, data[data_key(job[0].config["data"])], progress=progress)
 
 
@@ -126,7 +126,7 @@ class _Pool:
         connection, process = self.idle.pop()
         connection.send(job)
         for task in job:
-            recorder.start(task.run_id, task.config, process.pid)
+            recorder.start(task.run_id, process.pid)
         self.busy[connection] = (job, process)
 
     def receive(self, connection: Connection, recorder: Recorder, respawn: bool) -> None:
@@ -201,7 +201,7 @@ def _run_ray_tasks(ray: Any, jobs: list[list[Task]], threads: int, recorder: Rec
     futures = {}
     for job in jobs:
         for task in job:
-            recorder.start(task.run_id, task.config)
+            recorder.start(task.run_id)
         futures[remote.remote(job, messages, threads)] = job
     try:
         while futures:

@@ -49,8 +49,8 @@ def fit(
     if rerun:
         store.reset_run(run_id)
     with Recorder(store) as recorder:
-        run_dir = recorder.start(run_id, cfg.to_dict())
-        return train_recorded(cfg, data, run_dir, recorder, progress)
+        recorder.start(run_id)
+        return train_recorded(cfg, data, store.run_dir(run_id), recorder, progress)
 
 
 def stored_history(store: RunStore, run_id: str) -> pd.DataFrame:

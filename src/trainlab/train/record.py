@@ -48,14 +48,11 @@ class Recorder:
         self.running: dict[str, None] = {}  # run ids started and not finished, in start order
         self.ended: dict[str, str] = {}  # run id -> final status, for runs finished here
 
-    def start(self, run_id: str, config: dict[str, Any], pid: int | None = None) -> Path:
-        """Mark a run ``running`` in process ``pid`` (default: this one) with config.yaml in its folder, returned."""
-        run_dir = self.store.run_dir(run_id)
-        (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    def start(self, run_id: str, pid: int | None = None) -> None:
+        """Mark a run ``running`` in process ``pid`` (default: this one); its training writes its folder."""
         self.store.start_run(run_id, pid)
         self.running[run_id] = None
         self._changed()
-        return run_dir
 
     def epoch(self, run_id: str, row: dict[str, Any]) -> None:
         self.store.log_epoch(run_id, row)
@@ -116,10 +113,18 @@ def failure_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}\n{''.join(traceback.format_exception(error, limit=3))}"
 
 
+def _write_config(cfg: RunConfig, run_dir: Path) -> None:
+    """Create the run folder ``run_dir`` with the run's ``config.yaml`` (OSError when it cannot be written)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
 def train_recorded(cfg: RunConfig, data: ImageData, run_dir: Path, sink: Sink,
                    progress: bool = False) -> TrainResult:
-    """:func:`~trainlab.train.plain.train_run` in ``run_dir``, reporting its epochs and its end to ``sink``."""
+    """:func:`~trainlab.train.plain.train_run` in ``run_dir`` (its config.yaml written first), reporting its
+    epochs and its end to ``sink``."""
     run_id = cfg.run_id()
+    _write_config(cfg, run_dir)
     result = train_run(cfg, data, run_dir, progress=progress, on_epoch=lambda row: sink.epoch(run_id, row),
                        on_probes=lambda stats, hists: sink.probes(run_id, stats, hists))
     sink.finish(run_id, result.status, diverged_step=result.diverged_step)
@@ -131,8 +136,8 @@ def train_job(configs: list[RunConfig], data: ImageData, run_dirs: list[Path], s
     """Train one run, or runs that train together as a vectorised ensemble, reporting to ``sink``.
 
     An ensemble that cannot train together trains one by one (see
-    :func:`~trainlab.train.ensemble.train_together`). A run that fails is reported ``failed``
-    with the reason and the job carries on with the next run.
+    :func:`~trainlab.train.ensemble.train_together`). A run that fails (its folder cannot be
+    written, say) is reported ``failed`` with the reason and the job carries on with the next run.
     """
     if len(configs) > 1 and train_together(lambda: _train_ensemble(configs, data, run_dirs, sink, progress),
                                            len(configs)) is not None:
@@ -147,6 +152,8 @@ def train_job(configs: list[RunConfig], data: ImageData, run_dirs: list[Path], s
 def _train_ensemble(configs: list[RunConfig], data: ImageData, run_dirs: list[Path], sink: Sink,
                     progress: bool) -> list[TrainResult]:
     ids = [cfg.run_id() for cfg in configs]
+    for cfg, run_dir in zip(configs, run_dirs):
+        _write_config(cfg, run_dir)
     results = train_ensemble(configs, data, run_dirs, progress=progress,
                              on_epoch=lambda m, row: sink.epoch(ids[m], row),
                              on_probes=lambda m, stats, hists: sink.probes(ids[m], stats, hists))
