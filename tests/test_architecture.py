@@ -119,8 +119,9 @@ def test_no_import_cycles():
     assert cycles(import_graph()) == []
 
 
-LAYERS = ["errors", "lazy", "capture", "store", "config", "data", "models", "probes", "train", "analysis", "study",
-          "report", "cli", "__main__"]  # docs/architecture.md: a package imports only packages before it
+# docs/architecture.md: a package imports only packages before it
+LAYERS = ["errors", "faults", "lazy", "capture", "store", "config", "data", "models", "probes", "train",
+          "analysis", "study", "report", "cli", "__main__"]
 ALLOWED_UPWARDS = {("trainlab.config", "trainlab.models.kinds"), ("trainlab.config", "trainlab.models.presets")}
 
 

@@ -77,3 +77,22 @@ def test_a_file_is_not_a_store(tmp_path):
     (tmp_path / "f").write_text("")
     with pytest.raises(UserError, match="is a file"):
         RunStore(tmp_path / "f")
+
+
+def test_prefixes_are_literal_not_patterns(tmp_path):
+    store = RunStore(tmp_path)
+    store.create_run("0a_c1", {})
+    store.create_run("0_c2", {})
+    store.create_run("0%c3", {})
+    assert store.resolve("0_c") == "0_c2"
+    assert store.resolve("0%") == "0%c3"
+    with pytest.raises(UserError, match="no run '_'"):
+        store.resolve("_")
+
+
+def test_a_claim_is_held_by_one_holder_at_a_time(tmp_path):
+    store, other = RunStore(tmp_path), RunStore(tmp_path)  # within one process as between two
+    claim = store.claim("r1")
+    assert claim is not None and other.claim("r1") is None and other.claim("r2") is not None
+    claim.release()
+    assert other.claim("r1") is not None

@@ -4,6 +4,7 @@ Layout of a store directory (default ``./trainlab-runs``)::
 
     trainlab.db          runs, per-epoch metrics (long format), artifacts
     runs/<run_id>/       checkpoint.pt, probes/ (rows per epoch), config.yaml and the run's artifacts
+    claims/<run_id>      empty lock files: the process that holds one trains that run (:meth:`RunStore.claim`)
 
 The database is in WAL mode and every write is one transaction, so a reader (``trainlab
 runs`` in another terminal, a notebook) can read while a run writes. Metric rows are keyed
@@ -12,6 +13,7 @@ by (run, epoch, name) and upserted, so replaying epochs after a resume never dup
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import platform
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from trainlab.errors import UserError
+from trainlab.faults import fault_point
 
 DEFAULT_STORE = "trainlab-runs"
 
@@ -112,17 +115,39 @@ class RunStore:
     """Runs, their per-epoch metrics and their artifacts, in ``root/trainlab.db``."""
 
     def __init__(self, root: str | Path = DEFAULT_STORE):
+        """Open (or create) the store; UserError if it cannot be written or its database is damaged."""
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"store {str(self.root)!r} is a file; give a directory with --store DIR")
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise UserError(f"cannot create the run store {str(self.root)!r} ({error.strerror}); "
+                            "give a writable folder with --store DIR") from None
         self.db_path = self.root / "trainlab.db"
-        self.conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=NORMAL")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.executescript(SCHEMA)
+        try:
+            self.conn = self._connect()
+        except sqlite3.DatabaseError as error:
+            raise _unusable(self.db_path, error) from None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.executescript(SCHEMA)
+        conn.execute("PRAGMA busy_timeout=0")  # the probe below must not wait for another process's write
+        conn.execute("BEGIN")
+        try:
+            conn.execute("DELETE FROM runs WHERE 0")  # writes nothing, yet fails on a read-only database
+        except sqlite3.OperationalError as error:
+            if error.sqlite_errorcode != sqlite3.SQLITE_BUSY:  # busy: another process writes, so one can
+                raise
+        finally:
+            conn.execute("ROLLBACK")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.conn)
@@ -166,6 +191,7 @@ class RunStore:
     def finish_run(self, run_id: str, status: str, error: str | None = None, diverged_step: int | None = None) -> None:
         """Record a run's final ``status`` (done, failed, diverged) and its duration."""
         assert status in STATUSES, status
+        fault_point("store.finish")
         now = time.time()
         with self._transaction():
             self.conn.execute(
@@ -187,6 +213,7 @@ class RunStore:
 
     def log_epoch(self, run_id: str, row: dict[str, Any]) -> None:
         """Upsert one epoch's metrics (``row`` has ``epoch`` and metric name -> value)."""
+        fault_point("store.epoch")
         epoch = int(row["epoch"])
         values = [(run_id, epoch, k, float(v)) for k, v in row.items() if k != "epoch" and v is not None]
         with self._transaction():
@@ -223,9 +250,17 @@ class RunStore:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    def claim(self, run_id: str, wait: bool = False) -> FileLock | None:
+        """This process's claim on training ``run_id``: a lock on ``claims/<run_id>``, or None while
+        another process holds it (with ``wait``: once that process lets go). Only the holder trains the
+        run; its exit, however it comes (SIGKILL too), releases the claim."""
+        return FileLock.take(self.root / "claims" / run_id, wait)
+
     def resolve(self, ref: str) -> str:
         """Full run id from a unique prefix; UserError naming the candidates otherwise."""
-        rows = self.conn.execute("SELECT run_id FROM runs WHERE run_id LIKE ? ORDER BY created", (f"{ref}%",)).fetchall()
+        pattern = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self.conn.execute("SELECT run_id FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY created",
+                                 (pattern,)).fetchall()
         ids = [r["run_id"] for r in rows]
         if len(ids) == 1:
             return ids[0]
@@ -291,6 +326,55 @@ class RunStore:
         """Files recorded for a run."""
         return pd.read_sql_query("SELECT name, path, kind, created FROM artifacts WHERE run_id=? ORDER BY created",
                                  self.conn, params=(self.resolve(ref),))
+
+
+def _unusable(db_path: Path, error: sqlite3.DatabaseError) -> UserError:
+    """The UserError for a store database that SQLite cannot open or write (``error``)."""
+    if isinstance(error, sqlite3.OperationalError):  # read-only, not a file, no room, ...
+        return UserError(f"cannot write the run store {str(db_path)!r} ({error}); "
+                         "make it writable or give another folder with --store DIR")
+    return UserError(f"the run store {str(db_path)!r} is damaged ({error}); "
+                     "move it aside (its runs are lost) or give another folder with --store DIR")
+
+
+class FileLock:
+    """An exclusive ``flock`` on a file or a folder, held until :meth:`release` or the holder's exit.
+
+    The kernel releases the lock when the process ends, killed or not, so a dead holder never
+    blocks anyone. Lock files are never deleted: a process could otherwise lock a file that another
+    has just replaced, and both would hold "the" lock. Locks on a network file system are only
+    as good as its ``flock``.
+    """
+
+    def __init__(self, fd: int):
+        self.fd: int | None = fd
+
+    @classmethod
+    def take(cls, path: Path, wait: bool = True) -> FileLock | None:
+        """Lock the folder or file ``path`` (a file is created if missing); None if held, unless ``wait``."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDONLY if path.is_dir() else os.O_RDONLY | os.O_CREAT
+        fd = os.open(path, flags, 0o644)  # closed in programs this process starts
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> FileLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 class _Transaction:

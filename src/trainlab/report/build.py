@@ -26,11 +26,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from trainlab.errors import UserError
+from trainlab.faults import fault_point
 from trainlab.report import figures as figs
 from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
 from trainlab.report.findings import find
 from trainlab.report.stats import DEFAULT_METRICS, higher_is_better, summarize
-from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
+from trainlab.store import DEFAULT_STORE, FINISHED, FileLock, RunStore
 from trainlab.study.report_sections import SECTIONS, section_options
 from trainlab.study.run import plan_study, study_results
 
@@ -324,8 +325,8 @@ def build_report(
 ) -> ReportFiles:
     """Write the report of one study, or the side-by-side comparison of several, into ``out``.
 
-    ``out`` defaults to ``<store>/reports/<name>``. The folder is replaced as a whole, so a
-    failure leaves the previous report intact.
+    ``out`` defaults to ``<store>/reports/<name>``. The folder is replaced as a whole
+    (:func:`_replace_folder`), so a failure or a kill leaves the previous report intact.
     """
     store = store if isinstance(store, RunStore) else RunStore(store)
     studies = studies if isinstance(studies, list) else [studies]
@@ -333,20 +334,46 @@ def build_report(
     merged = data[0] if len(data) == 1 else _merge(data)
     doc = report_document(merged)
     out = Path(out) if out is not None else store.root / "reports" / slug(merged.title)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        (tmp / "report.html").write_text(render_html(doc), encoding="utf-8")
-        (tmp / "report.md").write_text(render_markdown(doc, tmp / "figures", "figures"), encoding="utf-8")
-        old = out.with_name(f".{out.name}.old")
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    _replace_folder(out, lambda folder: _write(doc, folder))
     return ReportFiles(out / "report.html", out / "report.md", out / "figures")
+
+
+def _write(doc: Document, folder: Path) -> None:
+    (folder / "report.html").write_text(render_html(doc), encoding="utf-8")
+    fault_point("report.write")
+    (folder / "report.md").write_text(render_markdown(doc, folder / "figures", "figures"), encoding="utf-8")
+
+
+def _replace_folder(out: Path, write: Callable[[Path], None]) -> None:
+    """Replace the folder ``out`` by a new one that ``write`` fills, surviving a kill at any instant.
+
+    ``write`` fills a temporary folder ``.NAME.tmp-*``; then ``out`` moves to ``.NAME.old``, the new
+    folder to ``out``, and the old one is deleted. A kill between the two renames leaves the old
+    folder as ``.NAME.old``: the next call puts it back first, and deletes what killed calls left.
+    Calls take turns (a lock on the parent folder), so none deletes another's work in progress.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.with_name(f".{out.name}.old")
+    with FileLock.take(out.parent):
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        for leftover in out.parent.iterdir():
+            if leftover == old or leftover.name.startswith(f".{out.name}.tmp-"):
+                shutil.rmtree(leftover)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        try:
+            write(tmp)
+            if out.exists():
+                os.replace(out, old)
+            fault_point("report.swap")
+            os.replace(tmp, out)
+        except BaseException:
+            if old.exists() and not out.exists():
+                os.replace(old, out)
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fault_point("report.clean")
+        shutil.rmtree(old, ignore_errors=True)  # what is left, the next call deletes
 
 
 def _merge(data: list[StudyData]) -> StudyData:

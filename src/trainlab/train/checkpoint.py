@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from trainlab.faults import fault_point
 from trainlab.probes.embeddings import EMBEDDINGS_DIR
 
 CHECKPOINT = "checkpoint.pt"
@@ -39,6 +40,7 @@ def _save_atomically(obj: Any, path: Path, previous: Path | None = None) -> None
     torch.save(obj, tmp)
     if previous is not None and path.is_file():
         os.replace(path, previous)
+    fault_point("checkpoint.rename")
     os.replace(tmp, path)
 
 
