@@ -46,6 +46,11 @@ def test_overrides_nest_into_sections_without_touching_the_input():
         ({"train": {"seed": 2**63}}, ["train.seed", "64-bit integer", str(2**63)]),
         ({"train": {"device": "cuda:x"}}, ["train.device", "'cuda:x'", "cuda:0"]),
         ({"train": {"device": "gpu"}}, ["train.device", "'gpu'", "auto, cpu, cuda"]),
+        ({"train": {"threads": 2**70}}, ["train.threads", "not a 64-bit integer"]),
+        ({"probes": {"bins": 2**64}}, ["probes.bins", "not a 64-bit integer"]),
+        ({"model": {"hidden": [8, 2**63]}}, ["model.hidden", "not a 64-bit integer"]),
+        ({"train": {"lr": float("inf")}}, ["train.lr", "finite number"]),
+        ({"train": {"weight_decay": float("nan")}}, ["train.weight_decay", "finite number"]),
     ],
 )
 def test_mistakes_name_the_key_and_the_valid_choices(raw, expected):

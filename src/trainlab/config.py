@@ -29,14 +29,24 @@ ACTIVATIONS = (
 INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
-SEED_BITS = 64  # torch's generators take 64-bit seeds; the store keeps them as signed 64-bit integers
+INT_BITS = 64  # torch takes no larger integer, and the store keeps seeds as signed 64-bit integers
 Width = Annotated[int, Field(gt=0)]  # units of a dense layer
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys, infinities, NaNs and integers beyond 64 bits are errors."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _fits_64_bits(cls, value: Any) -> Any:
+        limit = 2 ** (INT_BITS - 1)
+        items = value if isinstance(value, list) else [value]
+        if any(isinstance(v, int) and not -limit <= v < limit for v in items):
+            raise ValueError(f"not a {INT_BITS}-bit integer: give a whole number from -2**{INT_BITS - 1} "
+                             f"to 2**{INT_BITS - 1} - 1")
+        return value
 
 
 # ----------------------------------------------------------------------------- data
@@ -239,14 +249,6 @@ class TrainConfig(Section):
     threads: int | None = Field(None, gt=0)
     precision: Literal["fp32", "bf16"] = "fp32"
     channels_last: bool = False
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, value: int) -> int:
-        if not -(2 ** (SEED_BITS - 1)) <= value < 2 ** (SEED_BITS - 1):
-            bits = SEED_BITS - 1
-            raise ValueError(f"a seed is a {SEED_BITS}-bit integer, from -2**{bits} to 2**{bits} - 1")
-        return value
 
     @field_validator("device")
     @classmethod

@@ -144,3 +144,22 @@ def test_option_mistakes_exit_2_before_the_run_is_read(tmp_path, capsys, argv, e
     assert main(["analyze", "no-such-run", "--store", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1
+
+
+def test_class_names_are_drawn_as_written_not_as_math(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    names = [r"cost $\undefinedmacro$", "plain"]
+    for split, count in (("train", 8), ("test", 4)):
+        for name in names:
+            for i in range(count):
+                (tmp_path / "tree" / split / name).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).save(
+                    tmp_path / "tree" / split / name / f"{i}.png")
+    run = {"data": {"name": "imagefolder", "root": str(tmp_path / "tree"), "val_size": 0},
+           "model": {"kind": "mlp", "hidden": [8]}, "train": {"epochs": 1, "batch_size": 8},
+           "probes": {"embeddings_at": [1], "embedding_samples": 8}}
+    run_id = fit(run, store=tmp_path / "store").run_id
+    argv = ["analyze", run_id, "--store", str(tmp_path / "store"), "--what", "confusion,saliency,embeddings"]
+    assert main([*argv, "--images", "4", "--projection", "pca", "--json"]) == 0, capsys.readouterr().err
+    written = {row["analysis"] for row in json.loads(capsys.readouterr().out)}
+    assert written == {"confusion", "saliency", "embeddings"}

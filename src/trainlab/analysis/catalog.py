@@ -127,6 +127,11 @@ class Context:
         fig.savefig(path, dpi=110)
         self.written.append((name, path, "figure"))
 
+    @property
+    def class_labels(self) -> list[str]:
+        """The class names as figures draw them: as written, ``$`` escaped so matplotlib reads no math."""
+        return [str(name).replace("$", r"\$") for name in self.data.classes]
+
     def save_table(self, name: str, frame: pd.DataFrame) -> None:
         path = self.out / f"{name}.csv"
         frame.to_csv(path, index=False)
@@ -240,7 +245,8 @@ def _attribution(ctx: Context, method: str) -> None:
     values = getattr(attribution, method)(ctx.model, inputs, target)
     what = (f"neuron {ctx.options.target}" if isinstance(target, tuple)
             else f"class {ctx.options.target}" if ctx.options.target else "true class")
-    titles = [ctx.data.classes[int(c)] for c in y]
+    names = ctx.class_labels
+    titles = [names[int(c)] for c in y]
     fig = attribution.plot_attributions(x, values.detach().cpu(), titles=titles)
     fig.suptitle(f"{method.replace('_', ' ')} for the {what}")
     ctx.save_figure(method, fig)
@@ -266,7 +272,7 @@ def _confusion(ctx: Context) -> None:
     predicted = predict(ctx.model, split.x, ctx.data.mean, ctx.data.std)
     matrix = confusion_matrix(split.y.cpu(), predicted.cpu(), ctx.data.num_classes)
     title = f"Confusion matrix, run {ctx.run_id}"
-    ctx.save_figure("confusion", plot_confusion(matrix, ctx.data.classes, title=title))
+    ctx.save_figure("confusion", plot_confusion(matrix, ctx.class_labels, title=title))
     ctx.save_table("confusion", pd.DataFrame(matrix.numpy(), index=ctx.data.classes,
                                              columns=ctx.data.classes).reset_index(names="true"))
     ctx.save_table("per_class_accuracy", per_class_accuracy(matrix, ctx.data.classes))
@@ -284,7 +290,7 @@ def _embeddings(ctx: Context) -> None:
     labels = next(iter(saved.values()))["labels"]
     layer = ctx.config.probes.embedding_layer or "penultimate layer"
     title = f"{method} of the {layer}"
-    fig = plot_embeddings(projections, labels, ctx.data.classes, title=title, method=method)
+    fig = plot_embeddings(projections, labels, ctx.class_labels, title=title, method=method)
     ctx.save_figure("embeddings", fig)
     ctx.save_arrays("embeddings", labels=labels, epochs=np.array(list(projections)),
                     projections=np.stack(list(projections.values())))
