@@ -5,7 +5,10 @@ to the driver's :class:`~trainlab.train.record.Recorder`, the only writer of the
 local one directly, workers through messages (over their pipe, or a Ray queue) sent as each
 epoch ends, so the store shows their runs' progress while they train. A worker that dies
 (killed, out of memory) fails the runs of its job that had not finished, with the reason; the
-study carries on with the others.
+study carries on with the others. A worker never outlives its driver (:func:`_exit_with_driver`).
+
+Executors take jobs from an iterable as they start them, so the caller can claim each job
+(:mod:`trainlab.study.claims`) just before it trains.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -76,7 +81,7 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
-def run_locally(jobs: list[list[Task]], recorder: Recorder, data: dict[str, ImageData],
+def run_locally(jobs: Iterable[list[Task]], recorder: Recorder, data: dict[str, ImageData],
                 progress: bool = False) -> None:
     """Train ``jobs`` one after another in this process, on the driver's data sets (by :func:`data_key`)."""
     for job in jobs:
@@ -85,51 +90,66 @@ def run_locally(jobs: list[list[Task]], recorder: Recorder, data: dict[str, Imag
         execute(job, recorder, data[data_key(job[0].config["data"])], progress=progress)
 
 
-def run_in_processes(jobs: list[list[Task]], workers: int, recorder: Recorder) -> None:
-    """Train ``jobs`` on ``workers`` worker processes, recording their messages as they arrive.
+def run_in_processes(jobs: Iterable[list[Task]], workers: int, recorder: Recorder) -> None:
+    """Train ``jobs`` on up to ``workers`` worker processes, recording their messages as they arrive.
 
     Workers are forked from a fork server that has trainlab and torch imported (so no worker
-    inherits the driver's thread pools) and live for the whole study, keeping the data sets
-    they have loaded. A worker that dies is replaced while jobs remain.
+    inherits the driver's thread pools) when a job needs one, and live for the whole study,
+    keeping the data sets they have loaded. A worker that dies is replaced while jobs remain.
     """
-    pool = _Pool(min(workers, len(jobs)), threads_per_worker(workers))
-    pending = list(jobs)
+    pool = _Pool(workers, threads_per_worker(workers))
+    pending, more = iter(jobs), True
     try:
-        while pending or pool.busy:
-            while pending and pool.idle:
-                pool.give(pending.pop(0), recorder)
+        while True:
+            while more and pool.has_room:
+                job = next(pending, None)
+                more = job is not None
+                if more:
+                    pool.give(job, recorder)
+            if not pool.busy:
+                break
             for connection in wait(list(pool.busy)):
-                pool.receive(connection, recorder, respawn=bool(pending))
+                pool.receive(connection, recorder)
     finally:
         pool.close()
 
 
 class _Pool:
-    """Worker processes, each idle or busy with one job; the driver talks to each over a pipe."""
+    """Up to ``size`` worker processes, each idle or busy with one job; the driver talks to each
+    over a pipe, and holds the write end of its lifeline (see :func:`_exit_with_driver`)."""
 
     def __init__(self, size: int, threads: int):
         self.context = mp.get_context("forkserver")
         self.context.set_forkserver_preload(["trainlab.study.executors", "trainlab.train.record"])
-        self.threads = threads
-        self.idle = [self._spawn() for _ in range(size)]
+        self.size, self.threads = size, threads
+        self.idle: list[tuple[Connection, BaseProcess]] = []
         self.busy: dict[Connection, tuple[list[Task], BaseProcess]] = {}
+        self.lifelines: list[Connection] = []
+
+    @property
+    def has_room(self) -> bool:
+        """Whether a job can start now: a worker is idle, or another may be started."""
+        return bool(self.idle) or len(self.busy) < self.size
 
     def _spawn(self) -> tuple[Connection, BaseProcess]:
         driver_end, worker_end = self.context.Pipe()
-        process = self.context.Process(target=_worker, args=(worker_end, self.threads), daemon=True)
+        reader, writer = self.context.Pipe(duplex=False)  # the lifeline
+        process = self.context.Process(target=_worker, args=(worker_end, reader, self.threads), daemon=True)
         process.start()
         worker_end.close()
+        reader.close()
+        self.lifelines.append(writer)
         return driver_end, process
 
     def give(self, job: list[Task], recorder: Recorder) -> None:
-        """Send ``job`` to an idle worker; its runs start, in that worker's process."""
-        connection, process = self.idle.pop()
+        """Send ``job`` to an idle (or a new) worker; its runs start, in that worker's process."""
+        connection, process = self.idle.pop() if self.idle else self._spawn()
         connection.send(job)
         for task in job:
             recorder.start(task.run_id, process.pid)
         self.busy[connection] = (job, process)
 
-    def receive(self, connection: Connection, recorder: Recorder, respawn: bool) -> None:
+    def receive(self, connection: Connection, recorder: Recorder) -> None:
         """Record one message of a busy worker; its job's end makes it idle, its death fails the job's runs."""
         job, process = self.busy[connection]
         try:
@@ -140,8 +160,6 @@ class _Pool:
             connection.close()
             reason = f"worker process died (exit code {process.exitcode})"
             recorder.fail([task.run_id for task in job], reason)
-            if respawn:
-                self.idle.append(self._spawn())
             return
         if message is None:
             del self.busy[connection]
@@ -158,19 +176,37 @@ class _Pool:
             process.kill()
         for _, process in self.idle + list(self.busy.values()):
             process.join()
+        for lifeline in self.lifelines:
+            lifeline.close()
 
 
-def _worker(connection: Connection, threads: int) -> None:
+def _worker(connection: Connection, lifeline: Connection, threads: int) -> None:
     """A worker process: train the jobs it receives, streaming their messages, until it receives None."""
     from trainlab.train.record import Relay
 
+    threading.Thread(target=_exit_with_driver, args=(lifeline,), daemon=True).start()
     relay = Relay(connection.send)
     while (job := connection.recv()) is not None:
         execute(job, relay, threads=threads)
         connection.send(None)  # the job is done
 
 
-def run_on_ray(jobs: list[list[Task]], workers: int | None, address: str | None, recorder: Recorder) -> None:
+def _exit_with_driver(lifeline: Connection) -> None:
+    """End this worker the moment its driver exits, however it does (SIGKILL too).
+
+    The driver holds the only write end of ``lifeline`` and never writes: reading returns when
+    the kernel closes it with the driver. A killed driver's claims on its runs are released at
+    that instant (:meth:`~trainlab.store.RunStore.claim`), so its workers must not train on.
+    """
+    try:
+        lifeline.recv()
+    except EOFError:
+        pass
+    os._exit(1)
+
+
+def run_on_ray(jobs: Iterable[list[Task]], workers: int | None, address: str | None,
+               recorder: Recorder) -> None:
     """Train ``jobs`` as Ray tasks on the cluster at ``address`` (or a local Ray instance).
 
     Tasks put their messages on a Ray queue that the driver drains while it waits for them.
@@ -193,7 +229,7 @@ def run_on_ray(jobs: list[list[Task]], workers: int | None, address: str | None,
             ray.shutdown()
 
 
-def _run_ray_tasks(ray: Any, jobs: list[list[Task]], threads: int, recorder: Recorder) -> None:
+def _run_ray_tasks(ray: Any, jobs: Iterable[list[Task]], threads: int, recorder: Recorder) -> None:
     from ray.util.queue import Queue
 
     messages = Queue()

@@ -2,12 +2,13 @@
 
 Finished runs are skipped, interrupted ones resume from their checkpoint, failed ones are
 tried again; a run that fails is recorded ``failed`` with the reason and the study carries on.
+Runs another process is training are left to it and waited for (:mod:`trainlab.study.claims`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from tqdm.auto import tqdm
 from trainlab.data import ImageData, load_data
 from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
+from trainlab.study.claims import Claims
 from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_locally, run_on_ray
 from trainlab.study.report_sections import section_options
 from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
@@ -66,6 +68,7 @@ def run_study(
     as vectorised ensembles (:mod:`trainlab.train.ensemble`), with every executor, where that
     pays: on CUDA, and on CPU for small models (:func:`~trainlab.train.ensemble.ensemble_pays`,
     judged on the driver's device). Runs that fail are recorded so, and a warning names them.
+    Runs that another process trains meanwhile are waited for, and taken over if it dies.
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
@@ -78,19 +81,30 @@ def run_study(
         for device in {r.config.train.device for r in runs}:
             resolve_device(device)
     todo = _register(spec, runs, store)
-    jobs = [[Task(r.run_id, r.config.to_dict(), str(store.run_dir(r.run_id))) for r in job]
-            for job in _jobs(todo, loaded, ensemble)]
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=spec.name, unit="run",
                disable=not progress, dynamic_ncols=True)
-    with bar, Recorder(store, on_change=_show_progress(bar, todo)) as recorder:
-        if executor == "local":
-            run_locally(jobs, recorder, loaded, progress)
-        elif executor == "processes":
-            run_in_processes(jobs, workers or 2, recorder)
-        else:
-            run_on_ray(jobs, workers, address, recorder)
+    show = _show_progress(bar, todo)
+
+    def changed(recorder: Recorder) -> None:
+        claims.release(recorder.ended)  # a run that ended here is free for others at once
+        show(recorder)
+
+    with bar, Claims(store) as claims, Recorder(store, on_change=changed) as recorder:
+        claims.train(todo, lambda runs: _jobs(runs, loaded, ensemble),
+                     _executor(executor, recorder, loaded, workers, address, progress),
+                     lambda waiting: bar.set_postfix_str(f"waiting for {len(waiting)} runs of others"))
     _warn_failed(recorder.ended)
     return study_results(spec, runs, store)
+
+
+def _executor(name: str, recorder: Recorder, loaded: dict[str, ImageData], workers: int | None,
+              address: str | None, progress: bool) -> Callable[[Iterable[list[Task]]], None]:
+    """The executor ``name`` as a function of the jobs it trains."""
+    if name == "local":
+        return lambda jobs: run_locally(jobs, recorder, loaded, progress)
+    if name == "processes":
+        return lambda jobs: run_in_processes(jobs, workers or 2, recorder)
+    return lambda jobs: run_on_ray(jobs, workers, address, recorder)
 
 
 def _load_data(runs: list[PlannedRun], download: bool) -> dict[str, ImageData]:

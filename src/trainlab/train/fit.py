@@ -31,6 +31,7 @@ def fit(
     of its configuration: a finished run is returned from the store without training again
     (unless ``rerun``), an interrupted one resumes from its last checkpoint. ``store=None``
     trains in memory and writes nothing. ``data`` skips loading when the caller has it already.
+    A run that another process is training (:meth:`~trainlab.store.RunStore.claim`) is waited for.
     A run that raises (Ctrl-C included) is recorded ``failed`` with the reason, and the error propagates.
     """
     cfg = load_config(config, overrides)
@@ -42,15 +43,17 @@ def fit(
     store = store if isinstance(store, RunStore) else RunStore(store)
     run_id = cfg.run_id()
     store.create_run(run_id, cfg.to_dict())
-    record = store.get_run(run_id)
-    if record["status"] in FINISHED and not rerun:
-        return TrainResult(run_id, record["status"], stored_history(store, run_id), record["diverged_step"],
-                           probes=store.probes(run_id), probe_histograms=store.probe_histograms(run_id))
-    if rerun:
-        store.reset_run(run_id)
-    with Recorder(store) as recorder:
-        recorder.start(run_id)
-        return train_recorded(cfg, data, store.run_dir(run_id), recorder, progress)
+    with store.claim(run_id, wait=True):  # another process training this run: wait for it to let go
+        record = store.get_run(run_id)
+        if record["status"] in FINISHED and not rerun:
+            return TrainResult(run_id, record["status"], stored_history(store, run_id),
+                               record["diverged_step"], probes=store.probes(run_id),
+                               probe_histograms=store.probe_histograms(run_id))
+        if rerun:
+            store.reset_run(run_id)
+        with Recorder(store) as recorder:
+            recorder.start(run_id)
+            return train_recorded(cfg, data, store.run_dir(run_id), recorder, progress)
 
 
 def stored_history(store: RunStore, run_id: str) -> pd.DataFrame:
