@@ -64,6 +64,7 @@ def test_reader_reads_while_a_writer_holds_a_transaction(tmp_path):
 def test_reset_run_forgets_metrics_and_folder(tmp_path):
     store = RunStore(tmp_path)
     store.create_run("r1", {})
+    store.run_dir("r1").mkdir(parents=True)
     (store.run_dir("r1") / "checkpoint.pt").write_bytes(b"x")
     store.log_epoch("r1", {"epoch": 1, "train_loss": 1.0})
     store.add_artifact("r1", "curve", store.run_dir("r1") / "curve.png", "figure")

@@ -178,8 +178,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = _overrides_with_data_root(args)
     logdir = _tensorboard_dir(args)
-    result = fit(args.config, overrides, store=args.store, download=args.download, rerun=args.rerun,
-                 progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    try:
+        result = fit(args.config, overrides, store=args.store, download=args.download, rerun=args.rerun,
+                     progress=not (args.quiet or args.json) and sys.stderr.isatty())
+    except OSError as error:  # the run's folder or disk failed it: recorded as failed, said in one line
+        print(f"trainlab: run failed, recorded in {args.store}: {error}", file=sys.stderr)
+        return 1
     if logdir:
         from trainlab.probes.tensorboard import write_tensorboard
 

@@ -245,10 +245,8 @@ class RunStore:
 
     # ------------------------------------------------------------------ reads
     def run_dir(self, run_id: str) -> Path:
-        """The run's folder (created on demand)."""
-        path = self.root / "runs" / run_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """The run's folder; the job that trains the run creates it (so a folder that cannot be made fails that run)."""
+        return self.root / "runs" / run_id
 
     def claim(self, run_id: str, wait: bool = False) -> FileLock | None:
         """This process's claim on training ``run_id``: a lock on ``claims/<run_id>``, or None while
