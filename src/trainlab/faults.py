@@ -11,7 +11,7 @@ The points sit at the instants where a kill could leave damage behind:
 - ``report.swap``: the old report is moved aside, the new one not yet in its place;
 - ``report.clean``: the new report is in place, the old one not yet deleted.
 
-``tests/test_faults.py`` kills ``trainlab run`` and ``trainlab report`` at each. The variable is
+``tests/test_kills.py`` kills ``trainlab run`` and ``trainlab report`` at each. The variable is
 read once, at import; unset (always, outside those tests) a point costs one string comparison.
 """
 
