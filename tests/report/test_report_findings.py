@@ -6,7 +6,7 @@ import pytest
 
 from trainlab.config import load_config
 from trainlab.data import load_data
-from trainlab.probes.probe import PROBE_COLUMNS
+from trainlab.probes.stats import PROBE_COLUMNS
 from trainlab.report.findings import Finding, find
 from trainlab.report.stats import compare
 from trainlab.train import fit

@@ -26,10 +26,7 @@ import torch
 from torch import nn
 
 from trainlab.capture import capture
-from trainlab.probes.stats import (  # noqa: F401 (public names of the probes)
-    ACTIVATIONS, LOG_RANGE, PROBE_COLUMNS, PROBE_HISTOGRAM_COLUMNS, TENSOR_STATS, StepRecord, activation_stats,
-    histogram,
-)
+from trainlab.probes.stats import ACTIVATIONS, PROBE_COLUMNS, PROBE_HISTOGRAM_COLUMNS, StepRecord
 
 
 class Probe:
