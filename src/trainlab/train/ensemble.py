@@ -214,6 +214,7 @@ class EnsembleTrainer:
             if pc.enabled else None
         self._grad_step = vmap(grad_and_value(self._objective, has_aux=True), randomness="different")
         self._lr = torch.zeros(self.n_models, dtype=torch.float64)
+        self._synced: set[int] = set()  # models whose plain module holds the stacked weights of now
 
     def set_lr(self, lrs: list[float]) -> None:
         self._lr = torch.tensor(lrs, dtype=torch.float64)
@@ -229,6 +230,7 @@ class EnsembleTrainer:
         if self.tc.clip_grad:
             _clip_stacked(grads, self.tc.clip_grad)
         self.optimizer.step(grads, self._lr)
+        self._synced.clear()
         if probed:
             self.probe.finish(self.params)
         return loss, hits
@@ -261,9 +263,11 @@ class EnsembleTrainer:
 
     def module(self, m: int) -> nn.Module:
         model = self.models[m]
-        with torch.no_grad():
-            for name, t in [*model.named_parameters(), *model.named_buffers()]:
-                t.copy_(self.params[name][m] if name in self.params else self.buffers[name][m])
+        if m not in self._synced:  # copied once per step at most: the loop and the checkpoint both ask
+            with torch.no_grad():
+                for name, t in [*model.named_parameters(), *model.named_buffers()]:
+                    t.copy_(self.params[name][m] if name in self.params else self.buffers[name][m])
+            self._synced.add(m)
         return model
 
     def state(self, m: int) -> dict:
