@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainlab.errors import UserError, did_you_mean
 from trainlab.models.kinds import KINDS
@@ -24,11 +24,14 @@ from trainlab.models.presets import PRESETS
 
 DATASETS = ("cifar10", "mnist", "fashion_mnist", "gurmukhi", "imagefolder", "digits", "synthetic")
 ACTIVATIONS = (
-    "sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "softplus", "maxout", "identity",
+    "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "softplus", "maxout", "identity",
 )
 INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
+SCALINGS = ("per_channel", "per_pixel", "unit", "raw")
+VAL_FROM = ("random", "last", "test")
+PENALTIES = ("sum", "mean", "layer_mean")
 INT_BITS = 64  # torch takes no larger integer, and the store keeps seeds as signed 64-bit integers
 Width = Annotated[int, Field(gt=0)]  # units of a dense layer
 
@@ -93,19 +96,44 @@ class SyntheticConfig(Section):
 
 
 class DataConfig(Section):
-    """Which data set, where it lives, and how it is split, normalised and augmented."""
+    """Which data set, where it lives, and how it is split, scaled and augmented.
+
+    ``scaling``: ``per_channel`` standardises each channel with the training split's mean and
+    standard deviation; ``per_pixel`` each pixel position; ``unit`` divides by 255 ([0, 1]);
+    ``raw`` keeps the 0-255 values. ``normalize: true`` / ``false`` is read as ``per_channel`` /
+    ``unit``. ``val_from``: the validation split is ``val_size`` images held out at random (a
+    fixed permutation), the ``last`` ones of the training split (Keras' ``validation_split``), or
+    the first ones of the ``test`` split (which stays whole).
+    """
 
     name: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
     root: str | None = None
     grayscale: bool = False
-    normalize: bool = True
+    scaling: Literal[SCALINGS] = "per_channel"  # type: ignore[valid-type]
     val_size: float | int = 0.1
+    val_from: Literal[VAL_FROM] = "random"  # type: ignore[valid-type]
     limit: int | None = Field(None, gt=0)
     test_limit: int | None = Field(None, gt=0)
     resize: int | None = Field(None, gt=0)
     augment: list[Annotated[Augment, Field(discriminator="name")]] = Field(default_factory=list)
     cache: bool = True
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize_shorthand(cls, data: Any) -> Any:
+        """``normalize: true`` / ``false`` (the older key) as ``scaling: per_channel`` / ``unit``."""
+        if not isinstance(data, dict) or "normalize" not in data:
+            return data
+        data = dict(data)
+        flag = data.pop("normalize")
+        if not isinstance(flag, bool):
+            raise ValueError(f"normalize must be true or false (got {flag!r}); "
+                             f"or give scaling: one of {', '.join(SCALINGS)}")
+        scaling = "per_channel" if flag else "unit"
+        if data.setdefault("scaling", scaling) != scaling:
+            raise ValueError(f"normalize: {str(flag).lower()} contradicts scaling: {data['scaling']}; give scaling only")
+        return data
 
     @field_validator("augment", mode="before")
     @classmethod
@@ -168,6 +196,11 @@ class ModelConfig(Section):
 
     ``hidden`` applies to mlp; ``blocks`` and ``fc`` to cnn; ``stem_channels``, ``stages`` and
     ``shortcut`` to resnet; activation, dropout, batch norm, init and output batch norm to all.
+    ``leaky_slope`` is leaky_relu's negative slope (PyTorch 0.01, Keras 0.3); ``prelu`` learns one
+    slope per ``channel`` or ``one`` for the layer, starting at ``prelu_init`` (PyTorch 0.25,
+    Keras 0). ``bn_momentum`` and ``bn_eps`` follow PyTorch (Keras' momentum 0.99 is 0.01 here).
+    ``output_softmax`` puts a softmax after the logits, before the cross-entropy (which then
+    applies a second one): a mistake some reports made, kept to reproduce them.
 
     A preset fills in its fields and is then recorded as ``preset`` with its base ``kind``,
     so a stored configuration is explicit and reloads to the same network. Fields given next
@@ -179,12 +212,18 @@ class ModelConfig(Section):
     hidden: list[Width] = Field(default_factory=lambda: [256])
     activation: Literal[ACTIVATIONS] = "relu"  # type: ignore[valid-type]
     maxout_pieces: int = Field(2, ge=2)
+    leaky_slope: float = Field(0.01, ge=0)
+    prelu: Literal["channel", "one"] = "channel"
+    prelu_init: float = 0.25
     dropout: float = Field(0.0, ge=0, lt=1)
     batch_norm: bool = False
+    bn_momentum: float = Field(0.1, gt=0, le=1)
+    bn_eps: float = Field(1e-5, gt=0)
     init: Literal[INITS] = "default"  # type: ignore[valid-type]
     blocks: list[ConvBlock] = Field(default_factory=list)
     fc: list[Width] = Field(default_factory=list)
     output_batch_norm: bool = False
+    output_softmax: bool = False
     stem_channels: int = Field(16, gt=0)
     stages: list[ResStage] = Field(
         default_factory=lambda: [ResStage(channels=16), ResStage(channels=32, stride=2), ResStage(channels=64, stride=2)]
@@ -219,6 +258,13 @@ class ModelConfig(Section):
 class TrainConfig(Section):
     """Optimisation: optimiser, schedule, regularisation, stopping, seed and device.
 
+    ``betas`` and ``eps`` are Adam's and AdamW's (``eps`` RMSprop's too), ``alpha`` RMSprop's
+    smoothing constant (Keras calls it ``rho``; ``rho`` is accepted); PyTorch's defaults, Keras
+    uses eps 1e-7 and rho 0.9. ``lr_decay`` divides the learning rate by ``1 + lr_decay * step``
+    at every step (Keras' ``decay``), on top of the per-epoch ``schedule``. ``penalty`` says what
+    ``l1`` and ``l2`` multiply: the ``sum`` over all penalised weights, their ``mean``, or the
+    sum over layers of each layer's mean (``layer_mean``).
+
     ``precision: bf16`` runs the forward passes under bfloat16 autocast (weights, gradients and
     optimiser state stay float32); ``channels_last`` stores conv weights and image batches in
     NHWC order, which convolutions on recent GPUs prefer.
@@ -231,9 +277,14 @@ class TrainConfig(Section):
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0)
+    alpha: float = Field(0.99, ge=0, lt=1, validation_alias=AliasChoices("alpha", "rho"))
+    lr_decay: float = Field(0.0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     l1: float = Field(0.0, ge=0)
     l2: float = Field(0.0, ge=0)
+    penalty: Literal[PENALTIES] = "sum"  # type: ignore[valid-type]
     schedule: Literal[SCHEDULES] = "constant"  # type: ignore[valid-type]
     step_size: int = Field(30, gt=0)
     gamma: float = Field(0.1, gt=0)
@@ -271,6 +322,11 @@ class ProbesConfig(Section):
     ``every`` probes every N-th step instead. ``embeddings_at`` lists the epochs (0: before
     training) at which the features of ``embedding_layer`` (default: the input of the last
     Linear layer) are saved for the same ``embedding_samples`` test images.
+
+    ``derivatives`` also records, per activation layer, the activation's derivative f'(z) at its
+    inputs, and ``output_grads`` the gradient of the loss with respect to each layer's output
+    (dL/dh), at the probed steps. ``curve_every`` records the mean training loss and accuracy
+    of every N steps (per-iteration curves).
     """
 
     enabled: bool = True
@@ -280,6 +336,9 @@ class ProbesConfig(Section):
     histograms: bool = True
     log_magnitude: bool = False
     activations: bool = True
+    derivatives: bool = False
+    output_grads: bool = False
+    curve_every: int | None = Field(None, gt=0)
     embeddings_at: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     embedding_layer: str | None = None
     embedding_samples: int = Field(1000, gt=0)
@@ -308,9 +367,41 @@ class RunConfig(Section):
         return self.model_dump(mode="json")
 
     def run_id(self) -> str:
-        """Identity of the run: a hash of the fully resolved configuration (seed included)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """Identity of the run: a hash of the fully resolved configuration (seed included).
+
+        Fields added after run ids were first given out are hashed only when they change what
+        the run does (see ``LATER_FIELDS``), so a store keeps its runs when trainlab gains a setting.
+        """
+        identity = self.to_dict()
+        for (section, key), before in LATER_FIELDS.items():
+            if identity[section][key] == before:
+                del identity[section][key]
+        data = identity["data"]
+        if data["scaling"] in ("per_channel", "unit"):  # what the older key normalize said
+            data["normalize"] = data.pop("scaling") == "per_channel"
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# Fields added after the first run ids were given out, with the value that does what runs did
+# before the field existed (in to_dict()'s JSON form); the run id leaves them out at that value.
+LATER_FIELDS: dict[tuple[str, str], Any] = {
+    ("data", "val_from"): "random",
+    ("model", "leaky_slope"): 0.01,
+    ("model", "prelu"): "channel",
+    ("model", "prelu_init"): 0.25,
+    ("model", "bn_momentum"): 0.1,
+    ("model", "bn_eps"): 1e-5,
+    ("model", "output_softmax"): False,
+    ("train", "betas"): [0.9, 0.999],
+    ("train", "eps"): 1e-8,
+    ("train", "alpha"): 0.99,
+    ("train", "lr_decay"): 0.0,
+    ("train", "penalty"): "sum",
+    ("probes", "derivatives"): False,
+    ("probes", "output_grads"): False,
+    ("probes", "curve_every"): None,
+}
 
 
 # ----------------------------------------------------------------------------- loading

@@ -25,7 +25,7 @@ def load_data(cfg: DataConfig, download: bool = False) -> ImageData:
         train, test = _grayscale(train), _grayscale(test)
     train, val = hold_out(train, cfg.val_size)
     channels = train.x.shape[1]
-    if cfg.normalize:
+    if cfg.scaling == "per_channel":
         mean, std = channel_stats(train.x)
     else:
         mean, std = torch.zeros(channels), torch.ones(channels)
