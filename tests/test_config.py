@@ -1,6 +1,9 @@
+import hashlib
+import json
+
 import pytest
 
-from trainlab.config import RunConfig, apply_overrides, load_config, parse_value, read_yaml
+from trainlab.config import LATER_FIELDS, RunConfig, apply_overrides, load_config, parse_value, read_yaml
 from trainlab.errors import UserError
 
 
@@ -108,3 +111,39 @@ def test_a_key_given_twice_in_a_yaml_file_is_an_error(tmp_path, text, key, line)
     assert read_yaml(path)["train"] == {"lr": 0.2}
     with pytest.raises(UserError, match="KEY=VALUE"):
         load_config({}, ["train.lr"])
+
+
+def _hash(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+
+
+def test_a_later_field_at_its_former_behaviour_keeps_the_run_id_of_a_config_without_it():
+    cfg = load_config({"data": {"normalize": False}, "model": {"activation": "tanh"}})
+    older = cfg.to_dict()  # the same configuration as a version without the later fields wrote it
+    for section, key in LATER_FIELDS:
+        del older[section][key]
+    older["data"]["normalize"] = older["data"].pop("scaling") == "per_channel"
+    assert older["data"]["normalize"] is False
+    assert cfg.run_id() == _hash(older)
+    assert load_config({"data": {"scaling": "unit"}, "model": {"activation": "tanh"}}).run_id() == cfg.run_id()
+    other_values = {
+        "data.val_from": "last", "model.leaky_slope": 0.3, "model.prelu": "one", "model.prelu_init": 0.0,
+        "model.bn_momentum": 0.01, "model.bn_eps": 1e-3, "model.output_softmax": True,
+        "model.block_padding": "valid",
+        "train.betas": [0.9, 0.99], "train.eps": 1e-7, "train.alpha": 0.9, "train.lr_decay": 1e-6,
+        "train.penalty": "mean", "probes.derivatives": True, "probes.output_grads": True, "probes.curve_every": 5,
+    }
+    later = {f"{section}.{key}" for section, key in LATER_FIELDS}
+    assert later <= set(other_values), f"give test values for {later - set(other_values)}"
+    for key in later:
+        assert load_config(cfg, {key: other_values[key]}).run_id() != cfg.run_id(), key
+
+
+def test_normalize_is_read_as_scaling_and_rho_as_alpha():
+    assert load_config({"data": {"normalize": True}}).data.scaling == "per_channel"
+    assert load_config({"data": {"normalize": False}}).data.scaling == "unit"
+    assert load_config({}, ["train.rho=0.9"]).train.alpha == 0.9
+    with pytest.raises(UserError, match="contradicts scaling: raw"):
+        load_config({"data": {"normalize": False, "scaling": "raw"}})
+    with pytest.raises(UserError, match="valid choices: per_channel, per_pixel, unit, raw"):
+        load_config({}, ["data.scaling=pixel"])
