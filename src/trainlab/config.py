@@ -194,8 +194,9 @@ class ResStage(Section):
 class ModelConfig(Section):
     """The network: ``kind`` mlp, cnn, resnet (or one added with ``register_model``) or a preset name.
 
-    ``hidden`` applies to mlp; ``blocks`` and ``fc`` to cnn; ``stem_channels``, ``stages`` and
-    ``shortcut`` to resnet; activation, dropout, batch norm, init and output batch norm to all.
+    ``hidden`` applies to mlp; ``blocks`` and ``fc`` to cnn; ``stem_channels``, ``stages``,
+    ``shortcut`` and ``block_padding`` to resnet; activation, dropout, batch norm, init and output
+    batch norm to all.
     ``leaky_slope`` is leaky_relu's negative slope (PyTorch 0.01, Keras 0.3); ``prelu`` learns one
     slope per ``channel`` or ``one`` for the layer, starting at ``prelu_init`` (PyTorch 0.25,
     Keras 0). ``bn_momentum`` and ``bn_eps`` follow PyTorch (Keras' momentum 0.99 is 0.01 here).
@@ -228,7 +229,8 @@ class ModelConfig(Section):
     stages: list[ResStage] = Field(
         default_factory=lambda: [ResStage(channels=16), ResStage(channels=32, stride=2), ResStage(channels=64, stride=2)]
     )
-    shortcut: Literal["identity", "projection"] = "projection"
+    shortcut: Literal["identity", "projection", "conv"] = "projection"
+    block_padding: Literal["same", "valid"] = "same"
 
     @model_validator(mode="before")
     @classmethod
@@ -393,6 +395,7 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("model", "bn_momentum"): 0.1,
     ("model", "bn_eps"): 1e-5,
     ("model", "output_softmax"): False,
+    ("model", "block_padding"): "same",
     ("train", "betas"): [0.9, 0.999],
     ("train", "eps"): 1e-8,
     ("train", "alpha"): 0.99,

@@ -17,9 +17,9 @@ SHAPE = (1, 32, 32)  # fc1 of the MLP below is 512 x 1024: enough samples for ti
 FAN_IN, FAN_OUT = 1024, 512
 
 
-def fc1_weight(init: str, activation: str = "relu") -> torch.Tensor:
+def fc1_weight(init: str, activation: str = "relu", **fields) -> torch.Tensor:
     torch.manual_seed(0)
-    model = create_model("mlp", SHAPE, 10, hidden=[FAN_OUT], init=init, activation=activation)
+    model = create_model("mlp", SHAPE, 10, hidden=[FAN_OUT], init=init, activation=activation, **fields)
     return model.fc1.weight.detach()
 
 
@@ -48,12 +48,35 @@ def test_kaiming_uniform_bound_and_std() -> None:
     assert w.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)
 
 
-def test_kaiming_uses_the_leaky_relu_gain(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    monkeypatch.setattr(nn.init, "kaiming_normal_", lambda w, **kw: calls.append(kw))
-    init_weights(nn.Linear(4, 4), "kaiming_normal", activation="leaky_relu")
-    init_weights(nn.Linear(4, 4), "kaiming_normal", activation="tanh")
-    assert calls == [{"a": 0.01, "nonlinearity": "leaky_relu"}, {"a": 0.0, "nonlinearity": "relu"}]
+@pytest.mark.parametrize(
+    ("fields", "slope"),
+    [
+        ({"activation": "relu"}, 0.0),
+        ({"activation": "tanh"}, 0.0),
+        ({"activation": "leaky_relu"}, 0.01),
+        ({"activation": "leaky_relu", "leaky_slope": 0.3}, 0.3),
+        ({"activation": "prelu"}, 0.25),
+        ({"activation": "prelu", "prelu_init": 0.5}, 0.5),
+    ],
+)
+def test_kaiming_normal_uses_the_gain_of_the_negative_slope(fields: dict, slope: float) -> None:
+    w = fc1_weight("kaiming_normal", **fields)
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (1 + slope**2) / FAN_IN), rel=0.02)
+    torch.manual_seed(0)
+    create_model("mlp", SHAPE, 10, hidden=[FAN_OUT])  # the same draws up to fc1's initialisation
+    reference = torch.empty(FAN_OUT, FAN_IN)
+    nn.init.kaiming_normal_(reference, a=slope, nonlinearity="leaky_relu")
+    assert torch.equal(w, reference)
+
+
+def test_init_leaves_the_prelu_slopes_at_prelu_init() -> None:
+    blocks = [{"channels": 4}]
+    for init in INITS:
+        model = create_model("cnn", (3, 8, 8), 10, blocks=blocks, fc=[8], activation="prelu", prelu_init=0.1,
+                             init=init)
+        slopes = [m.weight for m in model.modules() if isinstance(m, nn.PReLU)]
+        assert [w.numel() for w in slopes] == [4, 8]
+        assert all(torch.all(w == 0.1) for w in slopes), init
 
 
 def test_orthogonal_rows_are_orthonormal() -> None:

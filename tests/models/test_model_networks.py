@@ -173,3 +173,64 @@ def test_maxout_cnn_widths() -> None:
 def test_resnet_rejects_maxout() -> None:
     with pytest.raises(UserError, match="maxout"):
         create_model("resnet", SHAPE, CLASSES, activation="maxout")
+
+
+@pytest.mark.parametrize("pieces", [2, 3])
+def test_maxout_conv_is_the_max_of_parallel_convs(pieces: int) -> None:
+    """Unit g of a maxout conv layer is the max over j of a conv with filter g * pieces + j."""
+    torch.manual_seed(0)
+    blocks = [{"channels": 4, "kernel": 3, "stride": 2}]
+    model = create_model("cnn", SHAPE, CLASSES, blocks=blocks, activation="maxout", maxout_pieces=pieces)
+    weight, bias = model.conv1.weight, model.conv1.bias
+    x = torch.randn(2, *SHAPE)
+    parallel = [F.conv2d(x, weight[j::pieces], bias[j::pieces], stride=2, padding=1) for j in range(pieces)]
+    assert torch.allclose(model.act1(model.conv1(x)), torch.stack(parallel).amax(dim=0), atol=1e-6)
+
+
+BN_MODELS = [
+    (SMALL["mlp"], 3),  # bn1, bn2 and out_bn
+    (SMALL["cnn"], 4),  # bn1, bn2, fc_bn1 and out_bn
+    # stem_bn, 3 blocks x (bn1, bn2, shortcut.bn), out_bn
+    ({**SMALL["resnet_projection"], "shortcut": "conv"}, 1 + 3 * 3 + 1),
+]
+
+
+@pytest.mark.parametrize(("fields", "count"), BN_MODELS)
+def test_every_batch_norm_has_the_configured_momentum_and_eps(fields: dict, count: int) -> None:
+    model = create_model(fields, SHAPE, CLASSES, batch_norm=True, output_batch_norm=True, bn_momentum=0.01,
+                         bn_eps=1e-3)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert len(norms) == count
+    assert all((norm.momentum, norm.eps) == (0.01, 1e-3) for norm in norms)
+    default = create_model(fields, SHAPE, CLASSES, batch_norm=True, output_batch_norm=True)
+    norm = next(m for m in default.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    assert (norm.momentum, norm.eps) == (0.1, 1e-5)
+
+
+def test_batch_norm_momentum_is_pytorch_s_convention_and_eps_divides() -> None:
+    """running = (1 - momentum) * running + momentum * batch statistic; eval divides by sqrt(var + eps)."""
+    model = create_model("mlp", SHAPE, CLASSES, hidden=[6], batch_norm=True, bn_momentum=0.01, bn_eps=0.5)
+    h = torch.randn(16, 6)
+    model.bn1.train()
+    model.bn1(h)
+    assert torch.allclose(model.bn1.running_mean, 0.01 * h.mean(dim=0))
+    assert torch.allclose(model.bn1.running_var, 0.99 + 0.01 * h.var(dim=0, unbiased=True))
+    model.bn1.eval()
+    expected = (h - model.bn1.running_mean) / torch.sqrt(model.bn1.running_var + 0.5)
+    assert torch.allclose(model.bn1(h), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "resnet_projection"])
+def test_output_softmax_turns_the_logits_into_probabilities(kind: str) -> None:
+    torch.manual_seed(0)
+    with_softmax = create_model(SMALL[kind], SHAPE, CLASSES, output_batch_norm=True, output_softmax=True)
+    with_softmax.eval()
+    torch.manual_seed(0)
+    plain = create_model(SMALL[kind], SHAPE, CLASSES, output_batch_norm=True).eval()
+    names = [name for name, _ in with_softmax.named_children()]
+    assert names[-3:] == ["out", "out_bn", "out_softmax"]
+    x = torch.randn(4, *SHAPE)
+    probabilities = with_softmax(x)
+    assert torch.allclose(probabilities.sum(dim=1), torch.ones(4))
+    assert torch.allclose(probabilities, torch.softmax(plain(x), dim=1))
+    assert torch.equal(probabilities.argmax(dim=1), plain(x).argmax(dim=1))

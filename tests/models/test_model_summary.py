@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -155,3 +156,66 @@ def test_to_dict_is_json_and_matches_the_frame() -> None:
         result.trainable,
         result.non_trainable,
     )
+
+
+@pytest.mark.parametrize(("mode", "per_layer"), [("channel", lambda width: width), ("one", lambda _: 1)])
+def test_prelu_slopes_are_counted(mode: str, per_layer) -> None:
+    blocks = [{"channels": 4, "pool": "max"}, {"channels": 6}]
+    fields = {"blocks": blocks, "fc": [7], "batch_norm": True}
+    model = create_model("cnn", (3, 8, 8), 5, activation="prelu", prelu=mode, **fields)
+    result = summary(model, (3, 8, 8))
+    rows = result.frame.set_index("name").loc[["act1", "act2", "fc_act1"]]
+    assert rows["type"].eq("PReLU").all()
+    assert list(rows["trainable"]) == [per_layer(4), per_layer(6), per_layer(7)]
+    trainable, non_trainable = direct_counts(model)
+    assert (result.trainable, result.total) == (trainable, trainable + non_trainable)
+    assert result.trainable == sum(p.numel() for p in model.parameters())
+    relu = summary(create_model("cnn", (3, 8, 8), 5, **fields), (3, 8, 8))
+    assert result.trainable - relu.trainable == per_layer(4) + per_layer(6) + per_layer(7)
+    assert f"{result.total:,}" in str(result)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "resnet"])
+def test_output_softmax_is_flagged(kind: str) -> None:
+    fields = {"stem_channels": 4, "stages": [{"channels": 4}]} if kind == "resnet" else {"hidden": [8]}
+    flagged = summary(create_model(kind, (1, 6, 6), 3, output_softmax=True, **fields), (1, 6, 6))
+    plain = summary(create_model(kind, (1, 6, 6), 3, **fields), (1, 6, 6))
+    assert list(flagged.frame["name"])[-2:] == ["out", "out_softmax"]
+    assert plain.notes == [] and "Note:" not in str(plain)
+    [note] = flagged.notes
+    assert note.startswith("out_softmax:") and "probabilities, not logits" in note
+    assert f"Note: {note}" in str(flagged).splitlines()
+    assert flagged.to_dict()["notes"] == [note]
+    assert flagged.total == plain.total
+
+
+def test_report_model_summary_section_carries_the_note() -> None:
+    from trainlab.config import load_config
+    from trainlab.report.build import StudyData, _model_summary
+    from trainlab.report.document import Text
+
+    configs = {
+        "a": load_config({"model": {"hidden": [8]}}).to_dict(),
+        "b": load_config({"model": {"hidden": [8], "output_softmax": True}}).to_dict(),
+    }
+    runs = pd.DataFrame({"run_id": ["a", "b"], "label": ["logits", "softmax output"]})
+    data = StudyData("t", "q", runs, {}, {}, {}, configs, [], store=None)
+    data.inputs = {run_id: ((1, 6, 6), 3, ["0", "1", "2"]) for run_id in configs}
+    texts = [block.text for block in _model_summary(data, {}) if isinstance(block, Text)]
+    [note] = summary(create_model(configs["b"]["model"], (1, 6, 6), 3), (1, 6, 6)).notes
+    assert texts == [f"softmax output: {note}."]
+
+
+def test_cli_summary_counts_prelu_slopes_and_flags_a_softmax_output(capsys: pytest.CaptureFixture) -> None:
+    from trainlab.cli import main
+
+    spec = "{kind: cnn, blocks: [{channels: 8}], fc: [16], activation: prelu}"
+    assert main(["summary", "--model", spec, "--input-shape", "3,8,8", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    model = create_model("cnn", (3, 8, 8), 10, blocks=[{"channels": 8}], fc=[16], activation="prelu")
+    assert table["total"] == table["trainable"] == sum(p.numel() for p in model.parameters())
+    assert [(row["type"], row["trainable"]) for row in table["layers"] if "act" in row["name"]] == [
+        ("PReLU", 8), ("PReLU", 16)
+    ]
+    assert main(["summary", "--model", spec, "--input-shape", "3,8,8", "--set", "output_softmax=true"]) == 0
+    assert "Note: out_softmax: the output is a softmax" in capsys.readouterr().out

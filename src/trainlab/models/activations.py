@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from trainlab.errors import unknown
+
+if TYPE_CHECKING:
+    from trainlab.config import ModelConfig
 
 
 class Maxout(nn.Module):
@@ -36,22 +40,37 @@ _FIXED: dict[str, Callable[[], nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
     "elu": nn.ELU,
     "selu": nn.SELU,
     "gelu": nn.GELU,
     "softplus": nn.Softplus,
     "identity": nn.Identity,
 }
+NAMES = (*_FIXED, "leaky_relu", "prelu", "maxout")
 
 
-def make_activation(name: str, pieces: int = 2) -> nn.Module:
-    """A new activation module by config name; ``pieces`` is maxout's group size."""
+def make_activation(cfg: ModelConfig, channels: int) -> nn.Module:
+    """A new activation module for ``cfg.activation`` after a layer of ``channels`` channels (dim 1).
+
+    ``leaky_relu`` has slope ``cfg.leaky_slope``; ``prelu`` is ``nn.PReLU`` with one learned slope
+    per channel (``cfg.prelu: channel``) or one for the layer (``one``), starting at
+    ``cfg.prelu_init``; ``maxout`` takes the maximum over groups of ``cfg.maxout_pieces`` channels.
+    """
+    name = cfg.activation
     if name == "maxout":
-        return Maxout(pieces)
+        return Maxout(cfg.maxout_pieces)
+    if name == "leaky_relu":
+        return nn.LeakyReLU(cfg.leaky_slope)
+    if name == "prelu":
+        return nn.PReLU(channels if cfg.prelu == "channel" else 1, init=cfg.prelu_init)
     if name not in _FIXED:
-        raise unknown("activation", name, [*_FIXED, "maxout"])
+        raise unknown("activation", name, NAMES)
     return _FIXED[name]()
+
+
+def negative_slope(cfg: ModelConfig) -> float:
+    """The activation's slope for negative inputs at initialisation: leaky_relu's, prelu's start, else 0."""
+    return {"leaky_relu": cfg.leaky_slope, "prelu": cfg.prelu_init}.get(cfg.activation, 0.0)
 
 
 def pieces_per_unit(activation: str, pieces: int) -> int:

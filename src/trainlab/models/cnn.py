@@ -9,7 +9,7 @@ from torch import nn
 
 from trainlab.errors import UserError
 from trainlab.models.activations import make_activation, pieces_per_unit
-from trainlab.models.layers import Layers, dense_layers, output_layers
+from trainlab.models.layers import Layers, batch_norm, dense_layers, output_layers
 
 if TYPE_CHECKING:
     from trainlab.config import ConvBlock, ModelConfig
@@ -40,8 +40,8 @@ def conv_block(index: int, in_channels: int, block: ConvBlock, cfg: ModelConfig)
     )
     layers: Layers = [(f"conv{index}", conv)]
     if cfg.batch_norm if block.batch_norm is None else block.batch_norm:
-        layers.append((f"bn{index}", nn.BatchNorm2d(width)))
-    layers.append((f"act{index}", make_activation(cfg.activation, cfg.maxout_pieces)))
+        layers.append((f"bn{index}", batch_norm(width, cfg, dims=2)))
+    layers.append((f"act{index}", make_activation(cfg, width)))
     if block.pool:
         layers.append((f"pool{index}", POOLS[block.pool](block.pool_size)))
     dropout = cfg.dropout if block.dropout is None else block.dropout

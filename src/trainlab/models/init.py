@@ -7,20 +7,18 @@ from torch import nn
 from trainlab.errors import unknown
 
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-LEAKY_SLOPE = 0.01
 
 
-def init_weights(model: nn.Module, scheme: str, activation: str = "relu") -> None:
+def init_weights(model: nn.Module, scheme: str, negative_slope: float = 0.0) -> None:
     """Initialise every Linear/Conv weight of ``model`` with ``scheme`` and zero its bias.
 
-    ``default`` keeps PyTorch's initialisation. Kaiming schemes use the ReLU gain, or the
-    leaky-ReLU gain with slope 0.01 when ``activation`` is ``leaky_relu``. Norm layers are
-    left at weight 1, bias 0.
+    ``default`` keeps PyTorch's initialisation. Kaiming schemes use the leaky-ReLU gain
+    sqrt(2 / (1 + negative_slope**2)) (the ReLU gain at 0; a PReLU's starting slope, as He et
+    al. derived it for PReLU). Norm layers and PReLU slopes are left as they are.
     """
     if scheme == "default":
         return
-    leaky = activation == "leaky_relu"
-    kaiming = {"a": LEAKY_SLOPE if leaky else 0.0, "nonlinearity": "leaky_relu" if leaky else "relu"}
+    kaiming = {"a": negative_slope, "nonlinearity": "leaky_relu"}
     schemes = {
         "xavier_uniform": nn.init.xavier_uniform_,
         "xavier_normal": nn.init.xavier_normal_,

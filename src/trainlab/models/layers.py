@@ -15,6 +15,12 @@ if TYPE_CHECKING:
 Layers = list[tuple[str, nn.Module]]
 
 
+def batch_norm(features: int, cfg: ModelConfig, dims: int = 1) -> nn.Module:
+    """``BatchNorm1d`` (``dims`` 1) or ``BatchNorm2d`` (2) with ``cfg.bn_momentum`` and ``cfg.bn_eps``."""
+    norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    return norm(features, eps=cfg.bn_eps, momentum=cfg.bn_momentum)
+
+
 def dense_layers(
     in_features: int, widths: Sequence[int], cfg: ModelConfig, prefix: str = ""
 ) -> tuple[Layers, int]:
@@ -28,8 +34,8 @@ def dense_layers(
     for i, width in enumerate(widths, 1):
         layers.append((f"fc{i}", nn.Linear(in_features, width * pieces)))
         if cfg.batch_norm:
-            layers.append((f"{prefix}bn{i}", nn.BatchNorm1d(width * pieces)))
-        layers.append((f"{prefix}act{i}", make_activation(cfg.activation, cfg.maxout_pieces)))
+            layers.append((f"{prefix}bn{i}", batch_norm(width * pieces, cfg)))
+        layers.append((f"{prefix}act{i}", make_activation(cfg, width * pieces)))
         if cfg.dropout > 0:
             layers.append((f"{prefix}drop{i}", nn.Dropout(cfg.dropout)))
         in_features = width
@@ -37,8 +43,14 @@ def dense_layers(
 
 
 def output_layers(in_features: int, num_classes: int, cfg: ModelConfig) -> Layers:
-    """The logits layer ``out``, then ``out_bn`` (BatchNorm1d) when ``cfg.output_batch_norm``."""
+    """The logits layer ``out``, then ``out_bn`` (BatchNorm1d) when ``cfg.output_batch_norm``.
+
+    ``cfg.output_softmax`` appends ``out_softmax`` (``nn.Softmax(dim=1)``): the network then
+    gives probabilities, on which the cross-entropy applies a second softmax (report 001's mistake).
+    """
     layers: Layers = [("out", nn.Linear(in_features, num_classes))]
     if cfg.output_batch_norm:
-        layers.append(("out_bn", nn.BatchNorm1d(num_classes)))
+        layers.append(("out_bn", batch_norm(num_classes, cfg)))
+    if cfg.output_softmax:
+        layers.append(("out_softmax", nn.Softmax(dim=1)))
     return layers

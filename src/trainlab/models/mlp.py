@@ -15,7 +15,10 @@ if TYPE_CHECKING:
 
 
 def build_mlp(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Sequential:
-    """A flat Sequential ``flatten, fc1, bn1, act1, drop1, ..., out, out_bn``; no hidden layers: linear."""
+    """A flat Sequential ``flatten, fc1, bn1, act1, drop1, ..., out, out_bn, out_softmax``.
+
+    No hidden layers: a linear model.
+    """
     hidden, width = dense_layers(math.prod(input_shape), cfg.hidden, cfg)
     layers = [("flatten", nn.Flatten()), *hidden, *output_layers(width, num_classes, cfg)]
     return nn.Sequential(OrderedDict(layers))

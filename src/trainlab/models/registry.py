@@ -11,6 +11,7 @@ from torch import nn
 
 from trainlab.config import ModelConfig, validate
 from trainlab.errors import UserError
+from trainlab.models.activations import negative_slope
 from trainlab.models.init import init_weights
 from trainlab.models.kinds import KINDS, builder
 from trainlab.models.presets import PRESETS
@@ -79,5 +80,5 @@ def create_model(
     if num_classes < 1:
         raise UserError(f"num_classes must be at least 1, got {num_classes}")
     model = builder(cfg.kind)(cfg, shape, num_classes)
-    init_weights(model, cfg.init, cfg.activation)
+    init_weights(model, cfg.init, negative_slope(cfg))
     return model

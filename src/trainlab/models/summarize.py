@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -20,13 +20,15 @@ class ModelSummary:
     """One row per leaf-module call in forward order (:data:`COLUMNS`), and parameter totals.
 
     ``non_trainable`` counts frozen parameters plus floating-point buffers such as batch-norm
-    running statistics, as Keras does.
+    running statistics, as Keras does. ``notes`` are one-line warnings about the network, such as
+    an output that is already a softmax.
     """
 
     frame: pd.DataFrame
     total: int
     trainable: int
     non_trainable: int
+    notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         header = ["name", "type", "input", "output", "trainable", "non-trainable"]
@@ -55,7 +57,8 @@ class ModelSummary:
             f"Total params: {self.total:,}  "
             f"(trainable: {self.trainable:,}, non-trainable: {self.non_trainable:,})"
         )
-        return "\n".join([line(header), rule, *map(line, body), rule, totals])
+        notes = [f"Note: {note}" for note in self.notes]
+        return "\n".join([line(header), rule, *map(line, body), rule, totals, *notes])
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: ``layers`` (one dict per row, shapes as lists) and the totals."""
@@ -75,6 +78,7 @@ class ModelSummary:
             "total": self.total,
             "trainable": self.trainable,
             "non_trainable": self.non_trainable,
+            "notes": list(self.notes),
         }
 
 
@@ -89,6 +93,17 @@ def _shape(value: Any) -> tuple[int, ...]:
     if isinstance(value, (tuple, list)):
         return next((_shape(v) for v in value if isinstance(v, torch.Tensor)), ())
     return ()
+
+
+def _notes(frame: pd.DataFrame) -> list[str]:
+    """Warnings about the layer table: a network whose last layer is a softmax."""
+    if frame.empty or frame["type"].iloc[-1] != "Softmax":
+        return []
+    return [
+        f"{frame['name'].iloc[-1]}: the output is a softmax, so the cross-entropy (which applies its own) "
+        "gets probabilities, not logits: a softmax applied twice (model.output_softmax keeps report 001's "
+        "mistake to reproduce it)"
+    ]
 
 
 def _counts(params: Iterable[nn.Parameter], buffers: Iterable[torch.Tensor]) -> tuple[int, int]:
@@ -140,4 +155,4 @@ def summary(
         watch.run(torch.zeros(2, *input_shape, device=device, dtype=dtype))
     trainable, non_trainable = _counts(model.parameters(), model.buffers())
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return ModelSummary(frame, trainable + non_trainable, trainable, non_trainable)
+    return ModelSummary(frame, trainable + non_trainable, trainable, non_trainable, _notes(frame))
