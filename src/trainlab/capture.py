@@ -78,7 +78,8 @@ def capture(
     ``eval_mode``: the model runs in eval mode; each module's mode is restored on exit.
     ``hand_on_copy``: the module passes a copy of its output on, so in-place operations after it
     cannot change what was recorded. ``on_call(name, module, args, output)``, when given, is called
-    after each call of a named module instead of recording (the probes compute their statistics there).
+    after each call of a named module instead of recording (the probes compute their statistics there);
+    a tensor it returns replaces the module's output.
     """
     names = list(dict.fromkeys(layers))
     check_layers(model, names)
@@ -88,7 +89,9 @@ def capture(
     def hook_for(name: str) -> Callable[..., Any]:
         def after(module: nn.Module, args: tuple, output: Any = None) -> Any:
             if on_call is not None:
-                on_call(name, module, args, output)
+                replacement = on_call(name, module, args, output)
+                if replacement is not None:
+                    return replacement
             else:
                 seen._record(name, args[0] if inputs else output)
             if hand_on_copy and isinstance(output, torch.Tensor):

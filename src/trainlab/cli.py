@@ -187,7 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if logdir:
         from trainlab.probes.tensorboard import write_tensorboard
 
-        write_tensorboard(logdir / result.run_id, result.probes, result.probe_histograms, result.history)
+        write_tensorboard(logdir / result.run_id, result.probes, result.probe_histograms, result.history,
+                          result.curves)
     if args.json:
         _print_json({"run_id": result.run_id, "status": result.status, "diverged_step": result.diverged_step,
                      "stopped_early": result.stopped_early, "final": result.final,
@@ -339,7 +340,7 @@ def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None
     store = RunStore(store_dir)
     for run_id in runs.loc[runs["status"].isin(FINISHED), "run_id"]:
         write_tensorboard(logdir / run_id, store.probes(run_id), store.probe_histograms(run_id),
-                          stored_history(store, run_id))
+                          stored_history(store, run_id), store.curves(run_id))
 
 
 def cmd_studies(args: argparse.Namespace) -> int:

@@ -2,13 +2,14 @@
 
 Layout of a store directory (default ``./trainlab-runs``)::
 
-    trainlab.db          runs, per-epoch metrics (long format), artifacts
+    trainlab.db          runs, per-epoch metrics and per-iteration curves (long format), probe rows, artifacts
     runs/<run_id>/       checkpoint.pt, probes/ (rows per epoch), config.yaml and the run's artifacts
     claims/<run_id>      empty lock files: the process that holds one trains that run (:meth:`RunStore.claim`)
 
 The database is in WAL mode and every write is one transaction, so a reader (``trainlab
 runs`` in another terminal, a notebook) can read while a run writes. Metric rows are keyed
-by (run, epoch, name) and upserted, so replaying epochs after a resume never duplicates them.
+by (run, epoch, name) and upserted, so replaying epochs after a resume never duplicates them; so are
+curve rows, by (run, step, name). Tables are created if missing, so an older store gains the new ones.
 """
 
 from __future__ import annotations
@@ -54,6 +55,13 @@ CREATE TABLE IF NOT EXISTS metrics (
     name   TEXT NOT NULL,
     value  REAL,
     PRIMARY KEY (run_id, epoch, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS step_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    step   INTEGER NOT NULL,
+    name   TEXT NOT NULL,
+    value  REAL,
+    PRIMARY KEY (run_id, step, name)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS probe_stats (
     run_id   TEXT NOT NULL REFERENCES runs(run_id),
@@ -203,6 +211,7 @@ class RunStore:
         """Forget a run's metrics, artifacts and checkpoint so that it trains again from scratch."""
         with self._transaction():
             self.conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            self.conn.execute("DELETE FROM step_metrics WHERE run_id=?", (run_id,))
             self.conn.execute("DELETE FROM artifacts WHERE run_id=?", (run_id,))
             self.conn.execute("DELETE FROM probe_stats WHERE run_id=?", (run_id,))
             self.conn.execute("DELETE FROM probe_histograms WHERE run_id=?", (run_id,))
@@ -221,6 +230,12 @@ class RunStore:
             self.conn.execute(
                 "UPDATE runs SET epochs_done=MAX(epochs_done, ?) WHERE run_id=?", (epoch, run_id)
             )
+
+    def log_curves(self, run_id: str, rows: list[tuple]) -> None:
+        """Upsert per-iteration curve rows ``(step, name, value)`` (``probes.curve_every``)."""
+        with self._transaction():
+            self.conn.executemany("INSERT OR REPLACE INTO step_metrics VALUES (?, ?, ?, ?)",
+                                  [(run_id, int(step), name, float(value)) for step, name, value in rows])
 
     def log_probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
         """Upsert probe rows ``(step, layer, tensor, quantity, stat, value)`` and histograms
@@ -305,6 +320,13 @@ class RunStore:
         wide.columns.name = None
         return wide
 
+    def curves(self, ref: str) -> pd.DataFrame:
+        """A run's per-iteration curves, one row per recorded step, one column per metric
+        (``step``, ``train_acc``, ``train_loss``); only ``step`` when none were recorded."""
+        rows = self.conn.execute("SELECT step, name, value FROM step_metrics WHERE run_id=? ORDER BY step",
+                                 (self.resolve(ref),)).fetchall()
+        return step_frame([tuple(row) for row in rows])
+
     def probes(self, ref: str) -> pd.DataFrame:
         """A run's probe statistics: ``step, layer, tensor, quantity, stat, value``."""
         return pd.read_sql_query(
@@ -324,6 +346,16 @@ class RunStore:
         """Files recorded for a run."""
         return pd.read_sql_query("SELECT name, path, kind, created FROM artifacts WHERE run_id=? ORDER BY created",
                                  self.conn, params=(self.resolve(ref),))
+
+
+def step_frame(rows: list[tuple]) -> pd.DataFrame:
+    """Rows ``(step, name, value)`` as one row per step and one column per name, by step."""
+    if not rows:
+        return pd.DataFrame(columns=["step"])
+    long = pd.DataFrame(rows, columns=["step", "name", "value"])
+    wide = long.pivot(index="step", columns="name", values="value").reset_index()
+    wide.columns.name = None
+    return wide
 
 
 def _unusable(db_path: Path, error: sqlite3.DatabaseError) -> UserError:

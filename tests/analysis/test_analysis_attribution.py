@@ -220,3 +220,42 @@ def test_plot_attributions_grayscale_channels_first():
     assert fig.axes[0].images[0].get_array().shape == (6, 6)
     with pytest.raises(ValueError, match="2 images but 3"):
         plot_attributions(images, torch.randn(3, 1, 6, 6))
+
+
+@pytest.mark.parametrize("method", [guided_backprop, saliency])
+@pytest.mark.parametrize("reduction", ["sum", "max"])
+def test_several_neurons_equal_one_neuron_at_a_time(method, reduction):
+    model, x = small_cnn(), torch.randn(6, 3, 16, 16)
+    channels = [0, 0, 3, 3, 5, 1]  # one channel per example: each neuron on its own images
+    together = method(model, x, ("bn2", torch.tensor(channels), reduction))
+    assert together.abs().flatten(1).amax(1).min() > 1e-6
+    for i, channel in enumerate(channels):
+        alone = method(model, x[i:i + 1], ("bn2", channel, reduction))
+        torch.testing.assert_close(together[i:i + 1], alone, atol=ATOL, rtol=0)
+    torch.testing.assert_close(method(model, x, ("bn2", channels, reduction)), together, atol=0, rtol=0)
+    with pytest.raises(ValueError, match="2 neuron channels for 6 examples"):
+        method(model, x, ("bn2", [0, 1], reduction))
+    with pytest.raises(ValueError, match="a neuron target is"):
+        method(model, x, ("bn2", [0.5] * 6, reduction))
+
+
+def test_plot_attributions_lays_out_a_grid_with_row_titles():
+    images = (torch.rand(6, 5, 5) * 255).to(torch.uint8)
+    attributions = torch.randn(6, 5, 5)
+    fig = plot_attributions(images, attributions, titles=list("abcdef"), per_row=3,
+                            row_titles=["ch 4", "ch 9"])
+    axes = np.array(fig.axes).reshape(2, 6)  # 2 rows of 3 (image, attribution) pairs, not one tall column
+    assert fig.get_figwidth() > fig.get_figheight()
+    for i in range(6):
+        row, column = divmod(i, 3)
+        assert axes[row, 2 * column].get_title() == "abcdef"[i]
+        np.testing.assert_allclose(np.asarray(axes[row, 2 * column].images[0].get_array()), images[i] / 255.0)
+        shown = np.asarray(axes[row, 2 * column + 1].images[0].get_array())
+        expected = attributions[i].numpy()
+        np.testing.assert_allclose(shown, (expected - expected.min()) / (expected.max() - expected.min()),
+                                   atol=1e-6)
+    assert [axes[r, 0].get_ylabel() for r in range(2)] == ["ch 4", "ch 9"]
+    partial = plot_attributions(images[:5], attributions[:5], per_row=3)  # the last pair's place stays empty
+    assert len(partial.axes) == 12 and not partial.axes[-1].axison and not partial.axes[-1].images
+    with pytest.raises(ValueError, match="1 row titles for 2 rows"):
+        plot_attributions(images, attributions, per_row=3, row_titles=["x"])

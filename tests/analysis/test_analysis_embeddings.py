@@ -112,3 +112,33 @@ def test_embedding_figure_has_a_panel_per_epoch_and_a_colour_per_class(tmp_path)
     assert colours == [tuple(np.round(c.get_facecolor()[0], 3)) for c in visible[2].collections]
     fig.savefig(tmp_path / "e.png")
     assert Image.open(tmp_path / "e.png").convert("RGB").size[0] > 100
+
+
+def test_tsne_perplexity_and_iterations_reach_scikit_learn():
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    feats = np.random.default_rng(3).normal(size=(40, 6)).astype(np.float32)
+    ours = project(feats, "tsne", seed=2, perplexity=7, iterations=300)
+    with threadpool_limits(limits=1, user_api="openmp"):  # as project() runs it; fast beside torch's threads
+        direct = TSNE(n_components=2, init="pca", perplexity=7.0, max_iter=300,
+                      random_state=2).fit_transform(feats)
+    np.testing.assert_allclose(ours, direct, rtol=1e-5, atol=1e-5)
+    # the options matter: another perplexity or iteration count gives another map
+    assert not np.allclose(ours, project(feats, "tsne", seed=2, perplexity=12, iterations=300), atol=1e-3)
+    assert not np.allclose(ours, project(feats, "tsne", seed=2, perplexity=7, iterations=250), atol=1e-3)
+    # without a perplexity: scikit-learn's 30 lowered to (N - 1) / 3 for few points, here 13
+    with threadpool_limits(limits=1, user_api="openmp"):
+        default = TSNE(n_components=2, init="pca", perplexity=13.0, max_iter=300,
+                       random_state=0).fit_transform(feats)
+    np.testing.assert_allclose(project(feats, "tsne", iterations=300), default, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("perplexity, iterations, expected", [
+    (40, 1000, r"perplexity 40 must be below the number of points projected \(40\)"),
+    (0, 1000, "perplexity must be a number above 0, got 0"),
+    (5, 249, "tsne_iterations must be a whole number of at least 250, got 249"),
+])
+def test_tsne_settings_scikit_learn_refuses_are_user_errors(perplexity, iterations, expected):
+    with pytest.raises(UserError, match=expected):
+        project(np.zeros((40, 3)), "tsne", perplexity=perplexity, iterations=iterations)

@@ -6,8 +6,10 @@ from torch import nn
 from trainlab.analysis.equivariance import (
     EQUIVARIANCE_COLUMNS,
     equivariance,
+    SHARED_CONV_LAYERS,
     plot_equivariance,
     rotate,
+    shared_conv,
     shift,
 )
 from trainlab.errors import UserError
@@ -184,3 +186,53 @@ def test_plot_equivariance_panels():
     one = plot_equivariance(result, channel=1)
     actual = result.features["0"][0][1].numpy()
     np.testing.assert_allclose(np.asarray(one.axes[0].images[0].get_array()), actual)
+
+
+def test_shared_conv_applies_one_fresh_conv_twice_from_its_seed():
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    probe = shared_conv(channels=1, seed=4)
+    assert torch.equal(torch.get_rng_state(), state)  # the global random state is left alone
+    assert [type(m) for m in probe.modules()].count(nn.Conv2d) == 1 and not probe.training
+    x = torch.randn(2, 1, 10, 10)
+    with torch.no_grad():
+        once = torch.relu(nn.functional.conv2d(x, probe.conv.weight, probe.conv.bias))
+        twice = torch.relu(nn.functional.conv2d(once, probe.conv.weight, probe.conv.bias))
+        torch.testing.assert_close(probe(x), twice)
+    torch.manual_seed(4)
+    torch.testing.assert_close(probe.conv.weight, nn.Conv2d(1, 1, 3).weight)  # torch's own initialisation
+    assert not torch.equal(probe.conv.weight, shared_conv(channels=1, seed=5).conv.weight)
+
+
+@pytest.mark.parametrize("amount", [1, 2, 5])
+def test_shared_conv_at_chosen_shifts_against_a_direct_computation(amount):
+    probe, x = shared_conv(channels=1, seed=0), torch.randn(3, 1, 16, 16)
+    result = equivariance(probe, x, "shift", amount, layers=list(SHARED_CONV_LAYERS))
+    assert list(result.frame.layer) == ["act1", "act2"] and list(result.frame.amount) == [amount, amount]
+    with torch.no_grad():
+        act1 = lambda t: torch.relu(probe.conv(t))  # noqa: E731
+        for layer, f in (("act1", act1), ("act2", lambda t: act1(act1(t)))):
+            direct = (f(shift(x, amount, amount)) - shift(f(x), amount, amount)).abs().mean()
+            error = result.frame.set_index("layer").loc[layer, "error"]
+            assert error == pytest.approx(direct.item(), rel=1e-6)
+            assert error > 0  # zeros come in and the unpadded output is clipped: the report's border blob
+
+
+@pytest.mark.parametrize("shifts", [[1], [2, 4, 7]])
+def test_a_circular_single_conv_is_exactly_equivariant_at_every_chosen_shift_not_to_rotation(shifts):
+    torch.manual_seed(0)
+    conv, x = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular").eval(), torch.randn(2, 1, 12, 12)
+    for amount in shifts:
+        assert equivariance(conv, x, "shift", amount, layers=[""], circular=True).frame.error[0] < 1e-6
+    for quarter_turns in (1, 0.5):
+        assert equivariance(conv, x, "rotate", quarter_turns, layers=[""]).frame.relative_error[0] > 0.05
+
+
+def test_a_known_stride_replaces_the_estimate_where_trimming_misleads_it():
+    probe, x = shared_conv(channels=1, seed=1), torch.randn(2, 1, 12, 12)  # 12 -> 10 -> 8 pixels
+    estimated = equivariance(probe, x, "shift", 3, layers=list(SHARED_CONV_LAYERS))
+    assert "act2" in estimated.skipped and "stride 2x2" in estimated.skipped["act2"]  # 12 / 8 rounds to 2
+    known = equivariance(probe, x, "shift", 3, layers=list(SHARED_CONV_LAYERS), stride=1)
+    with torch.no_grad():
+        direct = (probe(shift(x, 3, 3)) - shift(probe(x), 3, 3)).abs().mean()
+    assert known.frame.set_index("layer").loc["act2", "error"] == pytest.approx(direct.item(), rel=1e-6)

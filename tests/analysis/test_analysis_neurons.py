@@ -9,13 +9,16 @@ from PIL import Image
 from torch import nn
 
 from trainlab.analysis.neurons import (
+    class_rows,
     interesting_channels,
     last_conv_activation,
     neuron_patches,
+    peak_activations,
     plot_neurons,
     receptive_field_box,
     receptive_fields,
     top_activations,
+    top_activations_per_class,
 )
 from trainlab.data import to_float
 from trainlab.errors import UserError
@@ -344,3 +347,60 @@ def test_default_layer_is_the_activation_after_the_last_conv_whatever_the_names(
     assert last_conv_activation(unactivated) == "second"
     with pytest.raises(UserError, match="no nn.Conv2d"):
         last_conv_activation(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)))
+
+
+def test_peak_activations_are_each_channels_maximum_over_positions():
+    model, images = _cnn(), _images(11, seed=5)
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    model.train()
+    peaks = peak_activations(model, "act2", images, mean, std, batch_size=4)
+    assert model.training
+    with torch.no_grad():
+        direct = _prefix(model, "act2")(to_float(images, mean, std))
+        dense = _prefix(model, "fc1")(to_float(images, mean, std))
+    torch.testing.assert_close(peaks, direct.flatten(2).amax(2))
+    torch.testing.assert_close(peak_activations(model, "fc1", images, mean, std), dense)  # no positions
+
+
+def test_class_rows_hold_only_their_class_ranked_by_activation():
+    model, images = _cnn(), _images(30, seed=6)
+    labels = torch.tensor([0, 2, 2, 1, 0, 2] * 5)
+    mean, std = torch.full((3,), 0.5), torch.full((3,), 0.25)
+    per_class = top_activations_per_class(model, "act2", images, labels, mean, std, channels=None, k=4)
+    assert list(per_class.columns[:2]) == ["class", "layer"]
+    assert (labels.numpy()[per_class.image.to_numpy()] == per_class["class"].to_numpy()).all()
+    with torch.no_grad():
+        peaks = _prefix(model, "act2")(to_float(images, mean, std)).flatten(2).amax(2)  # N x channels
+    rows = class_rows(per_class)
+    assert sorted(set(rows["class"])) == [0, 1, 2]
+    members = [torch.nonzero(labels == label).flatten() for label in (0, 1, 2)]
+    means = torch.stack([peaks[m].topk(4, dim=0).values.mean(0) for m in members])  # classes x channels
+    for label in (0, 1, 2):
+        others = torch.cat([means[:label], means[label + 1:]]).amax(0)
+        channel = int((means[label] - others).argmax())  # the channel most selective for the class
+        best_values, best = peaks[members[label]].topk(4, dim=0)  # each channel's top 4 among its images
+        row = rows[rows["class"] == label].sort_values("rank")
+        assert set(row.channel) == {channel} and list(row["rank"]) == [0, 1, 2, 3]
+        assert list(row.image) == members[label][best[:, channel]].tolist()  # its images, strongest first
+        np.testing.assert_allclose(row.value, best_values[:, channel], rtol=1e-5)
+
+
+def test_plot_neurons_with_a_row_per_class():
+    model, images = _cnn(), _images(24, seed=7)
+    labels = torch.arange(24) % 3
+    table = class_rows(top_activations_per_class(model, "act2", images, labels, torch.full((3,), 0.5),
+                                                 torch.full((3,), 0.25), k=3))
+    fig = plot_neurons(images, table, rows="class", classes=["cat", "dog", "ship"])
+    axes = np.array(fig.axes).reshape(3, 3)
+    for label, name in enumerate(["cat", "dog", "ship"]):
+        row = table[table["class"] == label].sort_values("rank")
+        assert axes[label, 0].get_ylabel() == f"{name}\nch {row.channel.iloc[0]}"
+        for ax, patch in zip(axes[label], neuron_patches(images, row)):
+            np.testing.assert_array_equal(ax.get_images()[0].get_array(), patch)
+    assert "per class" in fig.get_suptitle()
+    with pytest.raises(UserError, match="class column"):
+        plot_neurons(images, table.drop(columns="class"), rows="class")
+    with pytest.raises(UserError, match="valid choices: channel, class"):
+        plot_neurons(images, table, rows="classes")
+    with pytest.raises(UserError, match="one class per image"):
+        top_activations_per_class(model, "act2", images, labels[:3], torch.zeros(3), torch.ones(3))

@@ -62,7 +62,7 @@ def test_invalid_studies_fail_before_training_naming_variant_and_key(tmp_path, c
 
 @pytest.mark.parametrize("report, expected", [
     (["question", "learnig_curves"],
-     ["unknown report section", "'learnig_curves'", "did you mean 'learning_curves'", "valid choices: analyses,"]),
+     ["unknown report section", "'learnig_curves'", "did you mean 'learning_curves'", "valid choices: activation_derivatives, analyses,"]),
     ([{"final_metrics": {"metrc": "test_acc"}}],
      ["unknown option of report section final_metrics: 'metrc'", "did you mean 'metric'", "valid choices: metric, metrics"]),
     ([{"analyses": {"top_kk": 3}}], ["option of report section analyses: 'top_kk'", "did you mean 'top_k'", "runs"]),

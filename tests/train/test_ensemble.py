@@ -32,6 +32,11 @@ def _net(seed: int) -> nn.Module:
     ("adam", [{}, {"weight_decay": 1e-2}, {"lr": 0.05}]),
     ("adamw", [{"weight_decay": 0.1}, {"weight_decay": 0.0, "lr": 3e-3}]),
     ("rmsprop", [{"momentum": 0.0}, {"momentum": 0.9, "weight_decay": 1e-3}]),
+    # each model its own constants: Keras' (rho 0.9, eps 1e-7) next to PyTorch's defaults
+    ("rmsprop", [{"rho": 0.9, "eps": 1e-7}, {"alpha": 0.5, "eps": 1e-3, "momentum": 0.5}, {}]),
+    ("adam", [{"betas": (0.5, 0.9), "eps": 1e-7}, {},
+              {"betas": (0.0, 0.5), "eps": 1e-2, "weight_decay": 0.1}]),
+    ("adamw", [{"betas": (0.8, 0.99), "eps": 1e-4, "weight_decay": 0.1}, {"eps": 1e-7}]),
 ])
 def test_stacked_optimizer_equals_torch_optim_per_model(optimizer, options):
     configs = [TrainConfig(optimizer=optimizer, lr=o.pop("lr", 0.01), **o) for o in options]
@@ -182,3 +187,30 @@ def test_training_flops_count_the_matmuls_and_decide_where_an_ensemble_pays():
     assert ensemble_pays(cfg, data)
     big = load_config(cfg.to_dict() | {"model": {"kind": "mlp", "hidden": [2048, 2048]}})
     assert training_flops(big, (1, 8, 8), 10) > CPU_MAX_FLOPS and not ensemble_pays(big, data)
+
+
+@pytest.mark.parametrize("mode", ["mean", "layer_mean"])
+def test_an_ensemble_applies_the_penalty_mode_as_a_plain_run_does(mode):
+    configs = []
+    for seed, l1, l2 in [(0, 1e-3, 1.0), (1, 1e-3, 1.0)]:
+        raw = tiny_config(seed=seed, l1=l1, l2=l2, penalty=mode, epochs=3, optimizer="sgd", lr=0.05)
+        raw["model"]["dropout"] = 0.0
+        configs.append(load_config(raw | {"probes": {"enabled": False}}))
+    results = train_ensemble(configs)
+    for cfg, ours in zip(configs, results):
+        reference = train_run(cfg)
+        pd.testing.assert_frame_equal(ours.history[NUMBERS], reference.history[NUMBERS], rtol=2e-4, atol=2e-5)
+    # report 001's coefficients: summed, l2 = 1 pulls every weight to zero; averaged, the network still learns
+    raw = configs[0].to_dict()
+    raw["train"]["penalty"] = "sum"
+    summed = train_run(load_config(raw))
+    assert summed.final["train_acc"] < 0.5 < results[0].final["train_acc"]
+
+
+def test_optimiser_constants_and_lr_decay_may_differ_within_an_ensemble_the_penalty_may_not():
+    base = load_config(tiny_config())
+    same = [load_config(tiny_config(**extra)) for extra in
+            [{"betas": (0.5, 0.9)}, {"eps": 1e-7}, {"rho": 0.9}, {"lr_decay": 1e-6}]]
+    assert {ensemble_key(c) for c in same} == {ensemble_key(base)}
+    assert ensemble_key(load_config(tiny_config(l2=1.0, penalty="mean"))) != \
+        ensemble_key(load_config(tiny_config(l2=1.0)))

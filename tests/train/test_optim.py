@@ -1,9 +1,10 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from trainlab.config import TrainConfig
-from trainlab.train.optim import LRSchedule, make_optimizer, penalised_weights, penalty
+from trainlab.train.optim import LRSchedule, keras_decay, make_optimizer, penalised_weights, penalty
 
 
 def _lrs(schedule, epochs, losses=None):
@@ -93,3 +94,77 @@ def test_make_optimizer(name, cls, extra):
     assert group["lr"] == 0.02 and group["weight_decay"] == 1e-4
     for key, value in extra.items():
         assert group[key] == value
+
+
+def _conv_and_linear() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "layer_mean"])
+def test_each_penalty_mode_matches_a_direct_computation(mode):
+    model = _conv_and_linear()
+    layers = [model[0].weight.detach().numpy().ravel().astype(np.float64),
+              model[3].weight.detach().numpy().ravel().astype(np.float64)]
+    every = np.concatenate(layers)
+    l1, l2 = 0.01, 0.5
+    direct = {
+        "sum": l1 * np.abs(every).sum() + l2 * (every ** 2).sum(),
+        "mean": l1 * np.abs(every).mean() + l2 * (every ** 2).mean(),
+        "layer_mean": sum(l1 * np.abs(w).mean() + l2 * (w ** 2).mean() for w in layers),
+    }[mode]
+    value = penalty(penalised_weights(model), l1, l2, mode)
+    assert value.item() == pytest.approx(direct, rel=1e-6)
+    value.backward()
+    count = {"sum": 1, "mean": every.size, "layer_mean": model[3].weight.numel()}[mode]
+    w = model[3].weight.detach()
+    torch.testing.assert_close(model[3].weight.grad, (l1 * w.sign() + 2 * l2 * w) / count)
+    assert penalty(penalised_weights(model), 0.0, 0.0, mode) == 0.0
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "rmsprop", "adamw"])
+def test_weight_decay_is_the_sum_penalty_with_half_the_coefficient(optimizer):
+    """PyTorch's (coupled) weight_decay adds wd * w to the gradient: the gradient of (wd / 2) * sum w**2.
+    AdamW's decoupled decay shrinks the weights outside Adam's scaling, which no loss term does."""
+    wd, generator = 0.1, torch.Generator().manual_seed(0)
+    decayed, penalised = _conv_and_linear(), _conv_and_linear()
+    for model in (decayed, penalised):  # weight decay acts on every parameter, the penalty on weights only
+        model[1].requires_grad_(False)
+        model[0].bias.requires_grad_(False)
+        model[3].bias.requires_grad_(False)
+    momentum = 0.0 if optimizer == "adam" else 0.5
+    a = make_optimizer(decayed, TrainConfig(optimizer=optimizer, lr=0.05, weight_decay=wd, momentum=momentum))
+    b = make_optimizer(penalised, TrainConfig(optimizer=optimizer, lr=0.05, momentum=momentum))
+    for _ in range(5):
+        x = torch.randn(4, 1, 4, 4, generator=generator)
+        decayed(x).square().mean().backward()
+        (penalised(x).square().mean() + penalty(penalised_weights(penalised), 0.0, wd / 2)).backward()
+        for opt in (a, b):
+            opt.step()
+            opt.zero_grad()
+    pairs = zip(decayed.parameters(), penalised.parameters())
+    same = [torch.allclose(p, q, rtol=1e-5, atol=1e-6) for p, q in pairs]
+    assert all(same) == (optimizer != "adamw")
+
+
+def test_make_optimizer_passes_betas_eps_and_alpha():
+    adam = make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="adam", betas=(0.5, 0.9), eps=1e-7)) \
+        .param_groups[0]
+    assert adam["betas"] == (0.5, 0.9) and adam["eps"] == 1e-7
+    adamw = make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="adamw", betas=(0.8, 0.95))).param_groups[0]
+    assert adamw["betas"] == (0.8, 0.95) and adamw["eps"] == 1e-8
+    keras = make_optimizer(nn.Linear(2, 2), TrainConfig(optimizer="rmsprop", rho=0.9, eps=1e-7)) \
+        .param_groups[0]
+    assert keras["alpha"] == 0.9 and keras["eps"] == 1e-7
+
+
+def test_keras_decay_equals_lambda_lr_stepped_per_batch():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    reference = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1 / (1 + 1e-3 * step))
+    for step in range(50):
+        assert keras_decay(0.1, 1e-3, step) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        opt.step()
+        reference.step()
+    per_model = lambda *values: torch.tensor(values, dtype=torch.float64)  # noqa: E731
+    lrs = keras_decay(per_model(0.1, 0.2), per_model(1e-3, 0.0), 7)
+    assert lrs.tolist() == pytest.approx([0.1 / 1.007, 0.2])

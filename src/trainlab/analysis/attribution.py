@@ -9,7 +9,8 @@
 * a neuron ``(layer, channel)`` or ``(layer, channel, "max")``: ``layer`` names a module of
   ``model.named_modules()``; per example, the sum of that channel's activation over all positions,
   or with ``"max"`` its activation at its strongest position (Springenberg et al. visualise
-  single neurons that way).
+  single neurons that way). ``channel`` may also be a list or 1-d tensor of channels, one per
+  example: each example gets the gradient of its own neuron, as if attributed one at a time.
 
 Every example's selected value is summed before differentiating, so each example gets the gradient
 of its own value (examples do not interact in eval mode).
@@ -101,25 +102,48 @@ def _guided_relus(model: nn.Module) -> Iterator[None]:
             handle.remove()
 
 
-def _neuron(target: Any) -> tuple[str, int, str] | None:
-    """``(layer, channel, reduction)`` of a neuron target, None for any other target."""
+def _neuron(target: Any) -> tuple[str, int | torch.Tensor, str] | None:
+    """``(layer, channel, reduction)`` of a neuron target, None for any other target; ``channel`` is an
+    int or a 1-d tensor with one channel per example."""
     if not (isinstance(target, tuple) and target and isinstance(target[0], str)):
         return None
-    if len(target) not in (2, 3) or not isinstance(target[1], Integral):
-        raise ValueError(f"a neuron target is (layer, channel[, reduction]), not {target!r}")
+    channel = target[1] if len(target) in (2, 3) else None
+    if not isinstance(channel, Integral):
+        channel = _channel_per_example(channel)
+    if channel is None:
+        raise ValueError(f"a neuron target is (layer, channel or channels[, reduction]), not {target!r}")
     reduction = target[2] if len(target) == 3 else "sum"
     if reduction not in NEURON_REDUCTIONS:
         raise unknown("neuron reduction", reduction, NEURON_REDUCTIONS)
-    return target[0], int(target[1]), reduction
+    return target[0], channel if isinstance(channel, torch.Tensor) else int(channel), reduction
 
 
-def _neuron_values(layer: str, outputs: list[torch.Tensor], channel: int, reduction: str) -> torch.Tensor:
-    """Per example: the sum or the maximum of channel ``channel`` of the layer's single output."""
+def _channel_per_example(channels: Any) -> torch.Tensor | None:
+    """A list or 1-d integer tensor of channels as a tensor; None for anything else."""
+    if isinstance(channels, list) and channels and all(isinstance(c, Integral) for c in channels):
+        return torch.tensor(channels)
+    if isinstance(channels, torch.Tensor) and channels.ndim == 1 and not channels.is_floating_point():
+        return channels
+    return None
+
+
+def _neuron_values(
+    layer: str, outputs: list[torch.Tensor], channel: int | torch.Tensor, reduction: str
+) -> torch.Tensor:
+    """Per example: the sum or the maximum of channel ``channel`` (or of its own channel, one per
+    example) of the layer's single output."""
     if len(outputs) != 1:
         raise ValueError(f"layer {layer!r} ran {len(outputs)} times in one forward pass; it must run once")
     if not isinstance(outputs[0], torch.Tensor):
         raise TypeError(f"layer {layer!r} returns {type(outputs[0]).__name__}, not a tensor")
-    values = outputs[0][:, channel].reshape(len(outputs[0]), -1)
+    output, n = outputs[0], len(outputs[0])
+    if isinstance(channel, torch.Tensor):
+        if len(channel) != n:
+            raise ValueError(f"{len(channel)} neuron channels for {n} examples")
+        selected = output[torch.arange(n, device=output.device), channel.to(output.device)]
+    else:
+        selected = output[:, channel]
+    values = selected.reshape(n, -1)
     return values.sum(dim=1) if reduction == "sum" else values.amax(dim=1)
 
 
@@ -150,38 +174,58 @@ def _select(output: torch.Tensor, target: Any) -> torch.Tensor:
 
 
 def plot_attributions(
-    images: Any, attributions: Any, titles: Sequence[str] | None = None, title: str = "Attributions"
+    images: Any,
+    attributions: Any,
+    titles: Sequence[str] | None = None,
+    title: str = "Attributions",
+    per_row: int = 4,
+    row_titles: Sequence[str] | None = None,
 ) -> Figure:
-    """One row per example: the input image, then its attribution min-max scaled to [0, 1] per image.
+    """Each example's input image, then its attribution min-max scaled to [0, 1] per image, ``per_row``
+    examples to a row of the figure (a grid, not one tall column).
 
     ``images`` and ``attributions`` are batches (tensors or arrays) laid out N x C x H x W,
     N x H x W x C or N x H x W with 1 or 3 channels. uint8 images are divided by 255; float
     images are shown as they are when within [0, 1], else min-max scaled per image.
-    ``titles`` names the rows.
+    ``titles`` names the examples, ``row_titles`` the rows of the figure (e.g. the neuron of each row).
     """
     pictures, maps = _as_nhwc(images), _as_nhwc(attributions)
     if len(pictures) != len(maps):
         raise ValueError(f"{len(pictures)} images but {len(maps)} attributions")
     if titles is not None and len(titles) != len(pictures):
         raise ValueError(f"{len(titles)} titles for {len(pictures)} images")
+    per_row = max(1, min(per_row, len(pictures)))
+    rows = -(-len(pictures) // per_row)
+    if row_titles is not None and len(row_titles) != rows:
+        raise ValueError(f"{len(row_titles)} row titles for {rows} rows")
     if np.issubdtype(pictures.dtype, np.integer):
         pictures = pictures / 255.0
-    fig = Figure(figsize=(4.4, 2.2 * len(pictures) + 0.4), layout="constrained")
-    axes = fig.subplots(len(pictures), 2, squeeze=False)
+    fig = Figure(figsize=(2.6 * per_row + 0.4, 1.45 * rows + 0.5), layout="constrained")
+    axes = fig.subplots(rows, 2 * per_row, squeeze=False)
+    for ax in axes.ravel()[2 * len(pictures):]:
+        ax.set_axis_off()
     for i, (picture, attribution) in enumerate(zip(pictures, maps, strict=True)):
         picture = picture.astype(np.float64)
         if picture.min() < 0 or picture.max() > 1:
             picture = _min_max(picture)
-        for ax, shown, name in [
-            (axes[i, 0], picture, titles[i] if titles is not None else "input"),
-            (axes[i, 1], _min_max(attribution.astype(np.float64)), "attribution"),
-        ]:
-            gray = shown.shape[-1] == 1
-            ax.imshow(shown[..., 0] if gray else shown, cmap="gray" if gray else None, vmin=0, vmax=1)
-            ax.set_title(name, fontsize=9)
-            ax.set_axis_off()
+        row, column = divmod(i, per_row)
+        _panel(axes[row, 2 * column], picture, titles[i] if titles is not None else "input")
+        _panel(axes[row, 2 * column + 1], _min_max(attribution.astype(np.float64)), "attribution")
+    for ax, name in zip(axes[:, 0], row_titles or [], strict=False):
+        ax.set_ylabel(name, fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def _panel(ax: Any, shown: np.ndarray, name: str) -> None:
+    """An H x W x C image in [0, 1] on ``ax``, gray when it has one channel; no ticks, no frame."""
+    gray = shown.shape[-1] == 1
+    ax.imshow(shown[..., 0] if gray else shown, cmap="gray" if gray else None, vmin=0, vmax=1)
+    ax.set_title(name, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
 
 
 def _as_nhwc(batch: Any) -> np.ndarray:

@@ -12,6 +12,7 @@ torch and matplotlib are imported only where an analysis runs, so the CLI reads 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -35,14 +36,40 @@ ANALYSIS_DIR = "analysis"
 NEURON_CHANNELS = 8  # channels shown when none are chosen: those with the highest mean top-k activation
 
 
-def _channel_list(text: str, name: str) -> list[int] | None:
-    """``"3,17"`` as ``[3, 17]``, ``""`` as None; ``name`` is the option as the user wrote it."""
+EQUIVARIANCE_OF = ("run", "shared_conv")  # the run's network, or report 002's fresh shared conv
+
+
+def _number(text: str) -> int | float:
+    """``"3"`` as 3, ``"0.5"`` as 0.5; ValueError for anything else."""
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
+def _list_of(kind: Callable[[str], Any], what: str, example: str) -> Callable[[str, str], list | None]:
+    """A parser of comma-separated ``what``: ``""`` as None; ``name`` is the option as the user wrote it."""
+
+    def parse(text: str, name: str) -> list | None:
+        if not text:
+            return None
+        try:
+            return [kind(c.strip()) for c in text.split(",")]
+        except ValueError:
+            raise UserError(f"{name} {text!r}: expected comma-separated {what}, e.g. {example}") from None
+
+    return parse
+
+
+def _one_number(text: str, name: str) -> float | None:
+    """``"50"`` as 50.0, ``""`` as None."""
     if not text:
         return None
     try:
-        return [int(c) for c in text.split(",")]
+        return float(text)
     except ValueError:
-        raise UserError(f"{name} {text!r}: expected comma-separated channel numbers, e.g. 3,17") from None
+        raise UserError(f"{name} {text!r}: expected a number, e.g. 30") from None
+
+
+_channel_list = _list_of(int, "channel numbers", "3,17")
 
 
 def _option(default: Any, help: str, metavar: str, parse: Callable[[str, str], Any] | None = None) -> Any:
@@ -54,16 +81,28 @@ def _option(default: Any, help: str, metavar: str, parse: Callable[[str, str], A
 class AnalysisOptions:
     """Choices shared by the analyses; every field has a default that suits a report."""
 
-    layer: str | None = _option(None, "the layer to look into (default: the activation after the last conv)",
-                                "NAME")
+    layer: str | None = _option(None, "the layer to look into (default: neurons the activation after the "
+                                "last conv, equivariance every conv)", "NAME")
     channels: list[int] | None = _option(None, "channels to show (default: the most active)", "I,J",
                                          _channel_list)
-    top_k: int = _option(9, "images per channel", "K")
+    rows: str = _option("channel", "a row per channel, or per class (the channel most selective for the "
+                        "class, on the class's own images)", "channel|class")
+    top_k: int = _option(9, "images per channel (per neuron of a several-neuron target)", "K")
     images: int = _option(8, "test images used", "N")
-    target: str | None = _option(None, "a class index or a neuron (default: the true class)",
-                                 "CLASS|LAYER:CHANNEL")
+    target: str | None = _option(None, "a class index, a neuron, or several neurons, each on its own top-k "
+                                 "images (default: the true class)", "CLASS|LAYER:C|LAYER:C,D|LAYER:topN")
     projection: str = _option("tsne", "tsne or pca", "P")
-    seed: int = _option(0, "seed of the sample of test images and of the projection", "S")
+    perplexity: float | None = _option(None, "t-SNE perplexity, below the number of points (default: 30, "
+                                       "or (points - 1) / 3 when fewer than 91)", "P", _one_number)
+    tsne_iterations: int = _option(1000, "t-SNE iterations (scikit-learn's max_iter, at least 250)", "N")
+    shifts: list[int] | None = _option(None, "shifts in pixels, each down and right (default: width // 8, "
+                                       "at least 1)", "S,S", _list_of(int, "whole pixel counts", "2,4,8"))
+    rotations: list[float] | None = _option(None, "rotations in quarter turns counter-clockwise, 0.5 is 45 "
+                                            "degrees (default: 1)", "Q,Q",
+                                            _list_of(_number, "quarter turns", "1,0.5"))
+    equivariance_of: str = _option("run", "run: the run's network; shared_conv: report 002's probe, one "
+                                   "fresh 3x3 conv applied twice", "run|shared_conv")
+    seed: int = _option(0, "seed of the sample of test images, of the projection and of the shared conv", "S")
 
     @classmethod
     def of(cls, values: Mapping[str, Any], flags: bool = False) -> AnalysisOptions:
@@ -75,6 +114,8 @@ class AnalysisOptions:
         for option in fields(cls):
             value = values.get(option.name)
             parse = option.metadata["parse"]
+            if parse is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = str(value)  # a study's `shifts: 4` reads as "4"
             if parse is not None and isinstance(value, str):
                 value = parse(value, flag(option.name) if flags else option.name)
             if value is not None:
@@ -82,14 +123,38 @@ class AnalysisOptions:
         return cls(**chosen)
 
     def check(self) -> None:
-        """UserError for an unknown projection or a count below 1 (layers are checked against the model)."""
-        from trainlab.analysis.embeddings import PROJECTIONS
+        """UserError for an unknown choice, a count below 1, a shift or rotation that is not a non-zero
+        number, or t-SNE settings scikit-learn refuses (layers and targets are checked against the model)."""
+        from trainlab.analysis.embeddings import PROJECTIONS, check_tsne
+        from trainlab.analysis.neurons import NEURON_ROWS
 
-        if self.projection not in PROJECTIONS:
-            raise unknown("projection", self.projection, PROJECTIONS)
+        for name, choices in (("projection", PROJECTIONS), ("rows", NEURON_ROWS),
+                              ("equivariance_of", EQUIVARIANCE_OF)):
+            if getattr(self, name) not in choices:
+                raise unknown(name, getattr(self, name), choices)
         for name in ("top_k", "images"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+            if not _whole(getattr(self, name), least=1):
+                raise UserError(f"{name} must be a whole number of at least 1, got {getattr(self, name)!r}")
+        check_tsne(self.perplexity, self.tsne_iterations)
+        _check_list("channels", self.channels, lambda c: _whole(c, least=0), "channel numbers, e.g. [3, 17]")
+        _check_list("shifts", self.shifts, lambda s: _whole(s, least=1), "whole pixel counts of at least 1, "
+                    "e.g. [2, 4, 8]")
+        _check_list("rotations", self.rotations, _nonzero, "non-zero quarter turns, e.g. [1, 0.5]")
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _nonzero(value: Any) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number and math.isfinite(value) and value != 0
+
+
+def _check_list(name: str, values: list | None, valid: Callable[[Any], bool], expected: str) -> None:
+    """UserError unless ``values`` is None or a non-empty list of valid values."""
+    if values is not None and not (isinstance(values, list) and values and all(valid(v) for v in values)):
+        raise UserError(f"{name} must be a list of {expected}; got {values!r}")
 
 
 OPTION_NAMES = [option.name for option in fields(AnalysisOptions)]
@@ -198,7 +263,9 @@ class Analysis:
     """One analysis: ``write(ctx)`` saves its files through ``ctx``.
 
     ``options``: the :class:`AnalysisOptions` fields it reads. ``captions``: the report's caption of
-    each figure it writes, where ``{target}`` names the attribution target.
+    each figure it writes, where ``{target}`` names the attribution target, ``{neurons}`` what the
+    neurons grid's rows show and ``{network}`` the network measured for equivariance. A figure
+    ``NAME_SUFFIX`` not in ``captions`` (one of several amounts) has NAME's caption, suffix added.
     """
 
     name: str
@@ -209,8 +276,17 @@ class Analysis:
 
     def caption(self, figure: str, options: AnalysisOptions) -> str:
         """The report's caption of one of its figures."""
-        target = f"target {options.target}" if options.target else "the true class"
-        return self.captions.get(figure, figure).format(target=target)
+        base, _, suffix = figure.rpartition("_")
+        one_of_several = figure not in self.captions and base in self.captions
+        key, suffix = (base, f" ({suffix})") if one_of_several else (figure, "")
+        phrases = {
+            "target": f"target {options.target}" if options.target else "the true class",
+            "neurons": ("each class's most class-selective channel, a row per class with only its images"
+                        if options.rows == "class" else "the most active channels"),
+            "network": ("one fresh 3x3 conv applied twice (shared weights): "
+                        if options.equivariance_of == "shared_conv" else ""),
+        }
+        return self.captions.get(key, figure).format(**phrases) + suffix
 
 
 def _filters(ctx: Context) -> None:
@@ -224,14 +300,21 @@ def _filters(ctx: Context) -> None:
 
 def _neurons(ctx: Context) -> None:
     from trainlab.analysis.neurons import (
-        interesting_channels, last_conv_activation, plot_neurons, top_activations,
+        class_rows, interesting_channels, last_conv_activation, plot_neurons, top_activations,
+        top_activations_per_class,
     )
 
     layer = ctx.options.layer or last_conv_activation(ctx.model)
-    images = ctx.data.test.x
-    table = top_activations(ctx.model, layer, images, ctx.data.mean, ctx.data.std, ctx.options.channels,
-                            k=ctx.options.top_k)
-    channels = ctx.options.channels or interesting_channels(table, n=NEURON_CHANNELS)
+    images, options = ctx.data.test.x, ctx.options
+    if options.rows == "class":
+        table = class_rows(top_activations_per_class(ctx.model, layer, images, ctx.data.test.y, ctx.data.mean,
+                                                     ctx.data.std, options.channels, k=options.top_k))
+        ctx.save_figure("neurons", plot_neurons(images, table, rows="class", classes=ctx.class_labels))
+        ctx.save_table("neurons", table)
+        return
+    table = top_activations(ctx.model, layer, images, ctx.data.mean, ctx.data.std, options.channels,
+                            k=options.top_k)
+    channels = options.channels or interesting_channels(table, n=NEURON_CHANNELS)
     table = table[table["channel"].isin(channels)].reset_index(drop=True)
     ctx.save_figure("neurons", plot_neurons(images, table, channels))
     ctx.save_table("neurons", table)
@@ -240,9 +323,12 @@ def _neurons(ctx: Context) -> None:
 def _attribution(ctx: Context, method: str) -> None:
     from trainlab.analysis import attribution
 
+    target = _target(ctx)
+    if isinstance(target, NeuronSet):
+        _neuron_attribution(ctx, method, target)
+        return
     x, y, inputs = ctx.sample_inputs()
-    target = _target(ctx, y)
-    values = getattr(attribution, method)(ctx.model, inputs, target)
+    values = getattr(attribution, method)(ctx.model, inputs, y if target is None else target)
     what = (f"neuron {ctx.options.target}" if isinstance(target, tuple)
             else f"class {ctx.options.target}" if ctx.options.target else "true class")
     names = ctx.class_labels
@@ -253,16 +339,81 @@ def _attribution(ctx: Context, method: str) -> None:
     ctx.save_arrays(method, attributions=values.detach().cpu().numpy(), labels=y.cpu().numpy())
 
 
+def _neuron_attribution(ctx: Context, method: str, neurons: NeuronSet) -> None:
+    """Several neurons, each on the ``top_k`` test images that excite it most (at its strongest position),
+    differentiated there: one row per neuron of (image, attribution) pairs."""
+    import torch
+
+    from trainlab.analysis import attribution
+    from trainlab.analysis.neurons import peak_activations
+    from trainlab.data import to_float
+
+    split, layer = ctx.data.test, neurons.layer
+    peaks = peak_activations(ctx.model, layer, split.x, ctx.data.mean, ctx.data.std)
+    k = min(ctx.options.top_k, len(split))
+    best_values, best_images = peaks.topk(k, dim=0)  # k x channels
+    channels = neurons.channels or _most_active_channels(best_values, neurons.top)
+    images = best_images[:, channels].T.flatten()  # each neuron's k images, strongest first
+    per_image = torch.tensor(channels).repeat_interleave(k)
+    x, y = split.x[images], split.y[images]
+    values = getattr(attribution, method)(ctx.model, to_float(x, ctx.data.mean, ctx.data.std),
+                                          (layer, per_image, "max")).detach().cpu()
+    names = ctx.class_labels
+    what = method.replace("_", " ")
+    title = f"{what} of {len(channels)} neurons of {layer}, each on its top-{k} test images"
+    fig = attribution.plot_attributions(x, values, titles=[names[int(c)] for c in y], title=title, per_row=k,
+                                        row_titles=[f"{layer} ch {c}" for c in channels])
+    ctx.save_figure(method, fig)
+    ctx.save_arrays(method, attributions=values.numpy(), labels=y.cpu().numpy(), images=images.numpy(),
+                    channels=per_image.numpy())
+
+
+def _most_active_channels(best_values: torch.Tensor, n: int) -> list[int]:
+    """The ``n`` channels whose top-k peak activations (``best_values``: k x channels) have the highest
+    mean, as :func:`~trainlab.analysis.neurons.interesting_channels` ranks them (ties: lower channel)."""
+    import torch
+
+    order = torch.sort(best_values.mean(dim=0), descending=True, stable=True).indices
+    return [int(c) for c in order[:n]]
+
+
 def _equivariance(ctx: Context) -> None:
-    from trainlab.analysis.equivariance import equivariance, plot_equivariance
+    from trainlab.analysis.equivariance import plot_equivariance
 
     _, _, inputs = ctx.sample_inputs()
     frames = []
-    for transform, amount in (("shift", max(1, inputs.shape[-1] // 8)), ("rotate", 1)):
-        result = equivariance(ctx.model, inputs, transform=transform, amount=amount)
-        ctx.save_figure(f"equivariance_{transform}", plot_equivariance(result))
+    for name, result in _equivariance_results(ctx, inputs):
+        fig = plot_equivariance(result)
+        if ctx.options.equivariance_of == "shared_conv":
+            fig.suptitle(f"{fig.get_suptitle()}: one fresh 3x3 conv applied twice (shared weights)")
+        ctx.save_figure(name, fig)
         frames.append(result.frame)
     ctx.save_table("equivariance", pd.concat(frames, ignore_index=True))
+
+
+def _equivariance_results(ctx: Context, inputs: torch.Tensor) -> list[tuple[str, Any]]:
+    """``(figure name, EquivarianceResult)`` per chosen shift and rotation; UserError when one compares
+    no layer (a chosen layer whose stride does not divide a shift, say)."""
+    from trainlab.analysis.equivariance import SHARED_CONV_LAYERS, equivariance, shared_conv
+
+    options = ctx.options
+    if options.equivariance_of == "shared_conv":  # unpadded, stride 1: its maps are only trimmed
+        model, layers, stride = shared_conv(inputs.shape[1], options.seed), list(SHARED_CONV_LAYERS), 1
+    else:
+        model, layers, stride = ctx.model, [options.layer] if options.layer else None, None
+    results = []
+    for transform, amounts, unit in (("shift", options.shifts or [max(1, inputs.shape[-1] // 8)], "px"),
+                                     ("rotate", options.rotations or [1], "deg")):
+        for amount in amounts:
+            result = equivariance(model, inputs, transform=transform, amount=amount, layers=layers,
+                                  stride=stride)
+            if result.frame.empty:
+                reasons = "; ".join(f"{layer}: {why}" for layer, why in result.skipped.items())
+                raise UserError(f"equivariance compares no layer for a {transform} by {amount:g}: {reasons}")
+            shown = amount if unit == "px" else 90 * amount
+            results.append((f"equivariance_{transform}" + ("" if len(amounts) == 1 else f"_{shown:g}{unit}"),
+                            result))
+    return results
 
 
 def _confusion(ctx: Context) -> None:
@@ -285,8 +436,10 @@ def _embeddings(ctx: Context) -> None:
     if not saved:
         raise UserError(f"run {ctx.run_id} saved no embeddings; train it with probes.embeddings_at "
                         "(for example --set 'probes.embeddings_at=[0,5,10]')")
-    method = ctx.options.projection
-    projections = {epoch: project(e["features"], method, ctx.options.seed) for epoch, e in saved.items()}
+    options = ctx.options
+    method = options.projection
+    projections = {epoch: project(e["features"], method, options.seed, options.perplexity,
+                                  options.tsne_iterations) for epoch, e in saved.items()}
     labels = next(iter(saved.values()))["labels"]
     layer = ctx.config.probes.embedding_layer or "penultimate layer"
     title = f"{method} of the {layer}"
@@ -299,23 +452,27 @@ def _embeddings(ctx: Context) -> None:
 ANALYSES: dict[str, Analysis] = {a.name: a for a in [
     Analysis("filters", _filters, applies=HAS_CONV,
              captions={"filters": "first convolution layer's filters, raw and each normalised"}),
-    Analysis("neurons", _neurons, options=("layer", "channels", "top_k"), applies=PLAIN_CONV_CHAIN,
-             captions={"neurons": "test image patches that excite the most active channels most, "
+    Analysis("neurons", _neurons, options=("layer", "channels", "rows", "top_k"), applies=PLAIN_CONV_CHAIN,
+             captions={"neurons": "test image patches that excite {neurons} most, "
                                   "under each neuron's receptive field"}),
-    Analysis("embeddings", _embeddings, options=("projection", "seed"), applies=SAVED_EMBEDDINGS,
+    Analysis("embeddings", _embeddings, options=("projection", "perplexity", "tsne_iterations", "seed"),
+             applies=SAVED_EMBEDDINGS,
              captions={"embeddings": "2-D projection of the saved embeddings of the same test images "
                                      "at each chosen epoch"}),
     Analysis("guided_backprop", lambda ctx: _attribution(ctx, "guided_backprop"),
-             options=("images", "target", "seed"),
+             options=("images", "target", "top_k", "seed"),
              captions={"guided_backprop": "guided backpropagation for {target}"}),
-    Analysis("saliency", lambda ctx: _attribution(ctx, "saliency"), options=("images", "target", "seed"),
+    Analysis("saliency", lambda ctx: _attribution(ctx, "saliency"),
+             options=("images", "target", "top_k", "seed"),
              captions={"saliency": "input-gradient saliency for {target}"}),
-    Analysis("equivariance", _equivariance, options=("images", "seed"), applies=HAS_CONV, captions={
-        "equivariance_shift": "feature maps of a shifted input vs shifted feature maps, "
-                              "and their difference",
-        "equivariance_rotate": "feature maps of a rotated input vs rotated feature maps, "
-                               "and their difference",
-    }),
+    Analysis("equivariance", _equivariance,
+             options=("images", "layer", "shifts", "rotations", "equivariance_of", "seed"), applies=HAS_CONV,
+             captions={
+                 "equivariance_shift": "{network}feature maps of a shifted input vs shifted feature maps, "
+                                       "and their difference",
+                 "equivariance_rotate": "{network}feature maps of a rotated input vs rotated feature maps, "
+                                        "and their difference",
+             }),
     Analysis("confusion", _confusion, captions={"confusion": "confusion matrix on the test split"}),
 ]}
 
@@ -342,7 +499,7 @@ def analyze(
             if analysis not in chosen:
                 raise UserError(f"{analysis.name} does not apply to run {ctx.run_id}: "
                                 + analysis.applies.unmet)
-    _check_options(ctx)  # every mistake surfaces before anything is written
+    _check_options(ctx, chosen)  # every mistake surfaces before anything is written
     rows = []
     for analysis in chosen:
         start = len(ctx.written)
@@ -385,33 +542,77 @@ def _context(store: RunStore, run_id: str, options: AnalysisOptions) -> Context:
     return Context(run_id, config, model, data, run_dir, out, options)
 
 
-def _check_options(ctx: Context) -> None:
-    import torch
-
+def _check_options(ctx: Context, chosen: list[Analysis]) -> None:
+    """Every option against the run before anything is written: the layer, the attribution target's
+    layer and channels, the perplexity against the saved embeddings, equivariance on one image."""
+    from trainlab.analysis.embeddings import check_tsne, load_embeddings
     from trainlab.capture import check_layers
 
-    ctx.options.check()
-    if ctx.options.layer is not None:
-        check_layers(ctx.model, [ctx.options.layer])
-    _target(ctx, torch.zeros(1, dtype=torch.long))
+    options, names = ctx.options, {analysis.name for analysis in chosen}
+    options.check()
+    if options.layer is not None:
+        check_layers(ctx.model, [options.layer])
+    target = _target(ctx)
+    if isinstance(target, (tuple, NeuronSet)):
+        _check_channels(ctx, target)
+    if "embeddings" in names and options.projection == "tsne" and options.perplexity is not None:
+        saved = load_embeddings(ctx.run_dir)
+        if saved:
+            check_tsne(options.perplexity, options.tsne_iterations, len(next(iter(saved.values()))["labels"]))
+    if "equivariance" in names:
+        _equivariance_results(ctx, ctx.sample_inputs()[2][:1])
 
 
-def _target(ctx: Context, labels: torch.Tensor) -> torch.Tensor | tuple[str, int]:
-    """The attribution target: the true classes, a given class, or a ``layer:channel`` neuron."""
-    import torch
+@dataclass(frozen=True)
+class NeuronSet:
+    """Several neurons of ``layer``: ``channels``, or (when None) the ``top`` most active ones."""
 
+    layer: str
+    channels: list[int] | None
+    top: int = 0
+
+
+def _target(ctx: Context) -> int | tuple[str, int] | NeuronSet | None:
+    """The attribution target the options name: None (each image's true class), a class index, a
+    ``(layer, channel)`` neuron, or several neurons (``layer:3,17,42``, ``layer:top10``)."""
     from trainlab.capture import check_layers
 
     target = ctx.options.target
     if target is None:
-        return labels
+        return None
     if ":" in target:
-        layer, _, channel = target.partition(":")
+        layer, _, spec = target.partition(":")
         check_layers(ctx.model, [layer], "target layer")
-        if not channel.isdigit():
-            raise UserError(f"target {target!r}: the channel after ':' must be a number, e.g. conv3:12")
-        return layer, int(channel)
+        parts = [part.strip() for part in spec.split(",")]
+        if spec.isdigit():
+            return layer, int(spec)
+        if spec.startswith("top") and spec[3:].isdigit() and int(spec[3:]) >= 1:
+            return NeuronSet(layer, None, int(spec[3:]))
+        if len(parts) > 1 and all(part.isdigit() for part in parts):
+            return NeuronSet(layer, list(dict.fromkeys(int(part) for part in parts)))
+        raise UserError(f"target {target!r}: the channel after ':' must be a number, several numbers or "
+                        "topN, e.g. conv3:12, conv3:3,17,42 or conv3:top10")
     if not target.isdigit() or int(target) >= ctx.data.num_classes:
         raise UserError(f"target {target!r} is neither a class index (0..{ctx.data.num_classes - 1}) "
                         "nor a layer:channel neuron")
-    return torch.full_like(labels, int(target))
+    return int(target)
+
+
+def _check_channels(ctx: Context, target: tuple[str, int] | NeuronSet) -> None:
+    """UserError unless the target's channels (or its topN) exist in its layer's output."""
+    import torch
+
+    from trainlab.capture import capture
+
+    layer = target[0] if isinstance(target, tuple) else target.layer
+    with torch.no_grad(), capture(ctx.model, [layer], stop=True, eval_mode=True) as seen:
+        seen.run(ctx.sample_inputs()[2][:1])
+    output = seen[layer][0] if seen[layer] else None
+    if not isinstance(output, torch.Tensor) or output.ndim < 2:
+        raise UserError(f"target {ctx.options.target!r}: layer {layer!r} gives no N x C output "
+                        "to take channels of")
+    count = output.shape[1]
+    wanted = [target[1]] if isinstance(target, tuple) else target.channels or [target.top - 1]
+    if max(wanted) >= count:
+        raise UserError(f"target {ctx.options.target!r}: layer {layer!r} has {count} channels "
+                        f"(0..{count - 1})")

@@ -12,26 +12,58 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from trainlab.errors import unknown
+from trainlab.errors import UserError, unknown
 from trainlab.probes.embeddings import (  # noqa: F401 (the analysis's public names)
     EMBEDDINGS_DIR, check_layer, features, load_embeddings, penultimate_layer, sample_indices, save_embedding,
 )
 
 PROJECTIONS = ("tsne", "pca")
+TSNE_ITERATIONS = 1000  # scikit-learn's default max_iter
+TSNE_MIN_ITERATIONS = 250  # the least scikit-learn accepts
 
 
-def project(feats: np.ndarray | torch.Tensor, method: str = "tsne", seed: int = 0) -> np.ndarray:
-    """2-D projection of ``feats`` (N, D): t-SNE (PCA-initialised) or PCA, both from scikit-learn."""
+def project(feats: np.ndarray | torch.Tensor, method: str = "tsne", seed: int = 0,
+            perplexity: float | None = None, iterations: int = TSNE_ITERATIONS) -> np.ndarray:
+    """2-D projection of ``feats`` (N, D): t-SNE (PCA-initialised) or PCA, both from scikit-learn.
+
+    t-SNE runs ``iterations`` steps (scikit-learn's ``max_iter``, at least 250) with ``perplexity``
+    (below N; default :func:`default_perplexity`). PCA ignores both.
+    """
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     if method not in PROJECTIONS:
         raise unknown("projection", method, PROJECTIONS)
     feats = np.asarray(feats, dtype=np.float32)
     if method == "pca":
         return PCA(n_components=2, random_state=seed).fit_transform(feats)
-    perplexity = min(30.0, max(2.0, (len(feats) - 1) / 3))
-    return TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(feats)
+    check_tsne(perplexity, iterations, len(feats))
+    perplexity = default_perplexity(len(feats)) if perplexity is None else float(perplexity)
+    tsne = TSNE(n_components=2, init="pca", perplexity=perplexity, max_iter=iterations, random_state=seed)
+    # one OpenMP thread: scikit-learn's OpenMP threads contend with torch's (two runtimes in one
+    # process), which made a 40-point t-SNE take seconds instead of milliseconds
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return tsne.fit_transform(feats)
+
+
+def default_perplexity(points: int) -> float:
+    """scikit-learn's 30, lowered to (points - 1) / 3 (at least 2) for fewer than 91 points."""
+    return min(30.0, max(2.0, (points - 1) / 3))
+
+
+def check_tsne(perplexity: float | None, iterations: int, points: int | None = None) -> None:
+    """UserError unless ``perplexity`` (None: the default) is above 0 and below ``points`` (when
+    given), and ``iterations`` is a whole number of at least 250 (scikit-learn's minimum)."""
+    if perplexity is not None and (isinstance(perplexity, bool) or not isinstance(perplexity, (int, float))
+                                   or not 0 < perplexity < float("inf")):
+        raise UserError(f"perplexity must be a number above 0, got {perplexity!r}")
+    if points is not None and perplexity is not None and perplexity >= points:
+        raise UserError(f"perplexity {perplexity:g} must be below the number of points projected ({points}); "
+                        "choose a smaller one or save more (probes.embedding_samples)")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < TSNE_MIN_ITERATIONS:
+        raise UserError(f"tsne_iterations must be a whole number of at least {TSNE_MIN_ITERATIONS}, "
+                        f"got {iterations!r}")
 
 
 def plot_embeddings(projections: dict[int, np.ndarray], labels: np.ndarray, classes: list[str],

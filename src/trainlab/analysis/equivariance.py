@@ -9,6 +9,9 @@ stride: the nearest integer of input size / feature size (so a convolution witho
 only trims a border, counts as stride 1). Layers whose cumulative stride does not divide the shift
 are skipped, with the reason in ``EquivarianceResult.skipped``. For a rotation ``T'`` rotates the
 feature map by the same angle.
+
+:func:`shared_conv` makes report 002's probe: one freshly initialised 3x3 convolution applied twice
+(the same weights both times), a ReLU after each; the report measured that, not a trained network.
 """
 
 from __future__ import annotations
@@ -60,6 +63,30 @@ def rotate(x: torch.Tensor, quarter_turns: float) -> torch.Tensor:
     return TF.rotate(x, 90.0 * quarter_turns, interpolation=InterpolationMode.BILINEAR)
 
 
+SHARED_CONV_LAYERS = ("act1", "act2")  # the outputs of the first and the second application
+
+
+class SharedConv(nn.Module):
+    """One ``kernel`` x ``kernel`` convolution (``channels`` in and out, no padding) applied twice with
+    the same weights, a ReLU after each application: modules ``conv``, ``act1`` and ``act2``."""
+
+    def __init__(self, channels: int = 1, kernel: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, kernel)
+        self.act1, self.act2 = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(self.conv(self.act1(self.conv(x))))
+
+
+def shared_conv(channels: int = 1, seed: int = 0) -> SharedConv:
+    """A :class:`SharedConv` in eval mode, initialised as torch does from ``seed`` (the global random
+    state is left as it was); measure it at :data:`SHARED_CONV_LAYERS`."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return SharedConv(channels).eval()
+
+
 @dataclass
 class EquivarianceResult:
     """What :func:`equivariance` measured.
@@ -87,14 +114,17 @@ def equivariance(
     amount: Any = None,
     layers: Sequence[str] | None = None,
     circular: bool = False,
+    stride: int | None = None,
 ) -> EquivarianceResult:
     """Compare each layer's features of transformed ``inputs`` (N x C x H x W) with its transformed features.
 
     ``transform`` is ``"shift"`` (``amount``: rows and columns ``(dy, dx)``, or one int for both;
     default 4; ``circular`` wraps around instead of filling zeros) or ``"rotate"`` (``amount``:
     quarter turns counter-clockwise, default 1). ``layers`` names modules of
-    ``model.named_modules()``; by default every ``nn.Conv2d``. The model runs in eval mode without
-    gradients, only as far as the last of those layers; its modes are restored and its hooks removed.
+    ``model.named_modules()``; by default every ``nn.Conv2d``. ``stride``: the cumulative stride of
+    every compared layer when known (1 for :class:`SharedConv`); by default estimated per layer from
+    its size (module docstring). The model runs in eval mode without gradients, only as far as the
+    last of those layers; its modes are restored and its hooks removed.
     """
     if transform not in TRANSFORMS:
         raise unknown("transform", transform, TRANSFORMS)
@@ -122,7 +152,7 @@ def equivariance(
             expected = rotate(features, amount)
         else:
             sizes = zip(inputs.shape[-2:], features.shape[-2:], strict=True)
-            strides = [max(1, round(size / feature_size)) for size, feature_size in sizes]
+            strides = [stride or max(1, round(size / feature_size)) for size, feature_size in sizes]
             if dy % strides[0] or dx % strides[1]:
                 skipped[name] = (
                     f"its cumulative stride {strides[0]}x{strides[1]} does not divide the shift ({dy}, {dx})"

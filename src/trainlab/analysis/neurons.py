@@ -22,13 +22,14 @@ from torch import nn
 
 from trainlab.capture import capture
 from trainlab.data import to_float
-from trainlab.errors import UserError, did_you_mean
+from trainlab.errors import UserError, did_you_mean, unknown
 from trainlab.models.activations import Maxout
 
 FIELD_COLUMNS = [
     "layer", "type", "size_h", "size_w", "jump_h", "jump_w", "start_h", "start_w", "out_h", "out_w"
 ]
 TOP_COLUMNS = ["layer", "channel", "rank", "image", "i", "j", "value", "top", "left", "bottom", "right"]
+NEURON_ROWS = ("channel", "class")  # what a row of the neurons grid shows
 # element-wise activations (the identity is the cnn's "identity" activation)
 ACTIVATIONS = (
     nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
@@ -265,6 +266,80 @@ def interesting_channels(table: pd.DataFrame, n: int = 10) -> list[int]:
     return [int(c) for c in means.sort_values(ascending=False, kind="stable").index[:n]]
 
 
+@torch.no_grad()
+def peak_activations(
+    model: nn.Module,
+    layer: str,
+    images_uint8: torch.Tensor,
+    mean: torch.Tensor | Sequence[float],
+    std: torch.Tensor | Sequence[float],
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Each image's activation of each channel of ``layer`` at its strongest position: N x C on the CPU.
+
+    Works on any model (no receptive fields needed): the output of ``layer`` (N x C x ... ) is reduced
+    by its maximum over the positions after the channel axis. Images are normalised with ``to_float``
+    and run in eval mode on the model's device; modes are restored and hooks removed.
+    """
+    parameter = next(model.parameters(), None)
+    device = torch.device("cpu") if parameter is None else parameter.device
+    mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+    peaks = []
+    with capture(model, [layer], stop=True, eval_mode=True) as seen:
+        for first in range(0, len(images_uint8), batch_size):
+            seen.run(to_float(images_uint8[first:first + batch_size].to(device), mean, std))
+            output = seen[layer].pop()
+            peaks.append(output.reshape(*output.shape[:2], -1).amax(dim=2).float().cpu())
+    return torch.cat(peaks)
+
+
+def top_activations_per_class(
+    model: nn.Module,
+    layer: str,
+    images_uint8: torch.Tensor | np.ndarray,
+    labels: torch.Tensor | np.ndarray,
+    mean: torch.Tensor | Sequence[float],
+    std: torch.Tensor | Sequence[float],
+    channels: Sequence[int] | None = None,
+    k: int = 9,
+    batch_size: int = 256,
+) -> pd.DataFrame:
+    """:func:`top_activations` of each class's images alone, with a ``class`` column.
+
+    ``labels`` holds each image's class; ``image`` still indexes ``images_uint8``, and ``rank`` counts
+    within the class and channel. Classes without images are left out.
+    """
+    images, labels = torch.as_tensor(images_uint8), torch.as_tensor(labels).cpu()
+    if labels.shape != (len(images),):
+        raise UserError(f"labels must hold one class per image: {tuple(labels.shape)} "
+                        f"for {len(images)} images")
+    tables = []
+    for label in labels.unique(sorted=True).tolist():
+        members = torch.nonzero(labels == label).flatten()
+        table = top_activations(model, layer, images[members], mean, std, channels, k, batch_size)
+        table["image"] = members.numpy()[table["image"].to_numpy()]
+        tables.append(table.assign(**{"class": int(label)}))
+    return pd.concat(tables, ignore_index=True)[["class", *TOP_COLUMNS]]
+
+
+def class_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Per class of a :func:`top_activations_per_class` table, the rows of the channel most selective for it.
+
+    A channel's score for class k is the mean of its top-k activations on class k's images minus the
+    largest such mean on another class's images: the neuron that "gets excited by all car images"
+    and less by any other class (report 004). The highest score wins, ties going to the lower
+    channel; with a single class, the highest mean.
+    """
+    means = table.groupby(["class", "channel"])["value"].mean().unstack("channel")  # classes x channels
+    rows = []
+    for label in means.index:
+        others = means.drop(index=label)
+        score = means.loc[label] - (others.max() if len(others) else 0.0)
+        channel = score.sort_index().idxmax()  # the first (lowest) channel among equal scores
+        rows.append(table[(table["class"] == label) & (table.channel == channel)])
+    return pd.concat(rows, ignore_index=True)
+
+
 def _as_nchw(images_uint8: torch.Tensor | np.ndarray) -> np.ndarray:
     if isinstance(images_uint8, torch.Tensor):
         images_uint8 = images_uint8.cpu().numpy()
@@ -284,28 +359,57 @@ def neuron_patches(images_uint8: torch.Tensor | np.ndarray, table: pd.DataFrame)
 
 
 def plot_neurons(
-    images_uint8: torch.Tensor | np.ndarray, table: pd.DataFrame, channels: Sequence[int] | None = None
+    images_uint8: torch.Tensor | np.ndarray,
+    table: pd.DataFrame,
+    channels: Sequence[int] | None = None,
+    rows: str = "channel",
+    classes: Sequence[str] | None = None,
 ) -> Figure:
-    """A row per channel (default: the table's channels) of its top-k patches, strongest first."""
-    channels = list(dict.fromkeys(table.channel)) if channels is None else [int(c) for c in channels]
-    missing = sorted(set(channels) - set(table.channel))
-    if missing:
-        raise UserError(f"channels {missing} are not in the table; it has {sorted(set(table.channel))}")
-    columns = int(table.groupby("channel").size().max())
+    """Image patches of a :func:`top_activations` table, strongest first along each row.
+
+    ``rows="channel"``: a row per channel (default: the table's channels). ``rows="class"``: a row per
+    class of a table with a ``class`` column (:func:`top_activations_per_class`, :func:`class_rows`),
+    holding only that class's images; ``classes`` names them.
+    """
+    if rows not in NEURON_ROWS:
+        raise unknown("neuron rows", rows, NEURON_ROWS)
+    if rows == "class":
+        if "class" not in table:
+            raise UserError("rows='class' needs a table with a class column (top_activations_per_class)")
+        groups = [(k, part) for k, part in table.groupby("class", sort=True)]
+    else:
+        channels = list(dict.fromkeys(table.channel)) if channels is None else [int(c) for c in channels]
+        missing = sorted(set(channels) - set(table.channel))
+        if missing:
+            raise UserError(f"channels {missing} are not in the table; it has {sorted(set(table.channel))}")
+        groups = [(c, table[table.channel == c]) for c in channels]
+    columns = max(len(part) for _, part in groups)
     layers = ", ".join(dict.fromkeys(table.layer))
-    fig = Figure(figsize=(1.1 * columns + 1.2, 1.2 * len(channels) + 0.6), layout="constrained")
-    axes = fig.subplots(len(channels), columns, squeeze=False)
-    for axes_row, channel in zip(axes, channels):
-        rows = table[table.channel == channel].sort_values("rank")
-        for ax, patch, value in zip(axes_row, neuron_patches(images_uint8, rows), rows.value):
+    fig = Figure(figsize=(1.1 * columns + 1.2, 1.2 * len(groups) + 0.6), layout="constrained")
+    axes = fig.subplots(len(groups), columns, squeeze=False)
+    for axes_row, (key, part) in zip(axes, groups):
+        part = part.sort_values("value", ascending=False, kind="stable")
+        one_channel = part.channel.nunique() == 1
+        for ax, patch, row in zip(axes_row, neuron_patches(images_uint8, part), part.itertuples()):
             if patch.shape[-1] == 1:
                 ax.imshow(patch[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             else:
                 ax.imshow(patch, interpolation="nearest")
-            ax.set_title(f"{value:.3g}", fontsize=7)
+            value = f"{row.value:.3g}"
+            ax.set_title(value if one_channel else f"ch {row.channel}: {value}", fontsize=7)
         for ax in axes_row:
             ax.set_xticks([])
             ax.set_yticks([])
-        axes_row[0].set_ylabel(f"{layers} ch {channel}", fontsize=8)
-    fig.suptitle(f"top-{columns} image patches per channel of {layers}")
+        axes_row[0].set_ylabel(_row_label(rows, key, part, layers, classes), fontsize=8)
+    what = "channel" if rows == "channel" else "class"
+    fig.suptitle(f"top-{columns} image patches per {what} of {layers}")
     return fig
+
+
+def _row_label(rows: str, key: int, part: pd.DataFrame, layers: str, classes: Sequence[str] | None) -> str:
+    """The label of a row of :func:`plot_neurons`: its channel, or its class (and channel when one)."""
+    if rows == "channel":
+        return f"{layers} ch {key}"
+    name = classes[key] if classes is not None else f"class {key}"
+    channels = part.channel.unique()
+    return f"{name}\nch {channels[0]}" if len(channels) == 1 else name

@@ -1,7 +1,7 @@
 """Data sets as uint8 tensors: loading, splitting, caching, normalisation and batched augmentation.
 
 ``load_data(cfg.data)`` returns an :class:`ImageData` with train, val and test :class:`Split` objects
-(uint8 images, int64 labels) and per-channel mean/std; per training step use
+(uint8 images, int64 labels) and the scaling's mean/std (per channel or per pixel); per training step use
 ``to_float(augment_batch(x, cfg.augment, generator), mean, std)``.
 """
 

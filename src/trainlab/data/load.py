@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from trainlab.config import DataConfig
-from trainlab.data.normalize import channel_stats
+from trainlab.data.normalize import scaling_stats
 from trainlab.data.sources import read_source
-from trainlab.data.splits import ImageData, Split, hold_out, take_first
+from trainlab.data.splits import ImageData, Split, take_first, validation_split
 from trainlab.errors import UserError
 
 GRAYSCALE_CHUNK = 8192  # images converted at a time, to bound the float temporaries
@@ -17,18 +17,15 @@ def load_data(cfg: DataConfig, download: bool = False) -> ImageData:
     """Load the data set ``cfg.name`` (``download`` lets torchvision fetch missing files).
 
     Steps: full train and test splits -> grayscale (if asked) -> the first ``cfg.limit`` training
-    and ``cfg.test_limit`` test images -> validation hold-out (``cfg.val_size``) -> mean/std of the remaining train split.
+    and ``cfg.test_limit`` test images -> the validation split (``cfg.val_size`` images, taken as
+    ``cfg.val_from`` says) -> the scaling's mean/std (``cfg.scaling``) of the remaining train split.
     """
     full = read_source(cfg, download)
     train, test = take_first(full.train, cfg.limit), take_first(full.test, cfg.test_limit)
     if cfg.grayscale:
         train, test = _grayscale(train), _grayscale(test)
-    train, val = hold_out(train, cfg.val_size)
-    channels = train.x.shape[1]
-    if cfg.scaling == "per_channel":
-        mean, std = channel_stats(train.x)
-    else:
-        mean, std = torch.zeros(channels), torch.ones(channels)
+    train, val = validation_split(train, test, cfg.val_size, cfg.val_from)
+    mean, std = scaling_stats(train.x, cfg.scaling)
     return ImageData(cfg.name, train, val, test, full.classes, mean, std)
 
 

@@ -1,9 +1,11 @@
 """The in-memory data set: :class:`Split` (images and labels), :class:`FullData` (a source's
 train and test splits as read) and :class:`ImageData` (the splits ready for training).
 
-Also the two ways a training split is cut down before use: :func:`take_first` (``data.limit``)
-and :func:`hold_out` (``data.val_size``), the latter with a fixed-seed permutation so the
-validation split does not depend on the training seed.
+Also how the splits are cut down before use: :func:`take_first` (``data.limit``,
+``data.test_limit``) and :func:`validation_split` (``data.val_size`` from where ``data.val_from``
+says: :func:`hold_out` at random, with a fixed-seed permutation so the validation split does not
+depend on the training seed; :func:`hold_out_last`, the end of the training split; or
+:func:`first_of_test`, the start of the test split).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from trainlab.errors import UserError
+from trainlab.config import VAL_FROM
+from trainlab.errors import UserError, unknown
 
 VAL_SEED = 1234  # fixed: the same images are held out for validation in every run
 
@@ -58,8 +61,9 @@ class FullData:
 class ImageData:
     """A loaded data set: train, optional validation and test splits, class names, channel statistics.
 
-    ``mean`` and ``std`` are float32 ``(C,)`` on the [0, 1] scale, computed from the train split
-    (zeros and ones when normalisation is off); pass them to :func:`trainlab.data.to_float`.
+    ``mean`` and ``std`` are float32, per channel ``(C,)`` or per pixel position ``(C, H, W)``, on the
+    [0, 1] scale, computed from the train split as ``data.scaling`` says
+    (:func:`trainlab.data.normalize.scaling_stats`); pass them to :func:`trainlab.data.to_float`.
     """
 
     name: str
@@ -98,6 +102,36 @@ def take_first(split: Split, limit: int | None) -> Split:
     return split if limit is None else split.subset(slice(0, limit))
 
 
+def validation_split(
+    train: Split, test: Split, val_size: float | int, val_from: str
+) -> tuple[Split, Split | None]:
+    """The training and validation splits for ``data.val_size`` taken as ``data.val_from`` says.
+
+    ``random``: :func:`hold_out`; ``last``: :func:`hold_out_last`; ``test``: :func:`first_of_test`
+    (the training split stays whole). ``val_size`` 0 means no validation split. Returns ``(train, val)``.
+    """
+    if val_from == "random":
+        return hold_out(train, val_size)
+    if val_from == "last":
+        return hold_out_last(train, val_size)
+    if val_from == "test":
+        return train, first_of_test(test, val_size)
+    raise unknown("data.val_from", val_from, VAL_FROM)
+
+
+def _count(val_size: float | int, n: int) -> int:
+    """How many of ``n`` images ``val_size`` takes: a fraction (float, at least one image) or a count."""
+    return max(1, round(val_size * n)) if isinstance(val_size, float) else val_size
+
+
+def _check_leaves_training(val_size: float | int, n_val: int, n: int) -> None:
+    if n_val >= n:
+        raise UserError(
+            f"data.val_size={val_size} holds out {n_val} of the {n} training images, leaving none "
+            "for training; use a smaller data.val_size (or a larger data.limit)"
+        )
+
+
 def hold_out(split: Split, val_size: float | int) -> tuple[Split, Split | None]:
     """Split off a validation set: ``val_size`` is a fraction (float) or a count (int); 0 means none.
 
@@ -107,13 +141,36 @@ def hold_out(split: Split, val_size: float | int) -> tuple[Split, Split | None]:
     n = len(split)
     if val_size == 0:
         return split, None
-    n_val = max(1, round(val_size * n)) if isinstance(val_size, float) else val_size
-    if n_val >= n:
-        raise UserError(
-            f"data.val_size={val_size} holds out {n_val} of the {n} training images, leaving none "
-            "for training; use a smaller data.val_size (or a larger data.limit)"
-        )
+    n_val = _count(val_size, n)
+    _check_leaves_training(val_size, n_val, n)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED))
     val_index = order[:n_val].sort().values
     train_index = order[n_val:].sort().values
     return split.subset(train_index), split.subset(val_index)
+
+
+def hold_out_last(split: Split, val_size: float | int) -> tuple[Split, Split | None]:
+    """The last ``val_size`` samples (a fraction or a count) as validation, as Keras' ``validation_split``.
+
+    Returns ``(train, val)``: the first ``n - n_val`` samples and the last ``n_val``; 0 means no validation.
+    """
+    n = len(split)
+    if val_size == 0:
+        return split, None
+    n_val = _count(val_size, n)
+    _check_leaves_training(val_size, n_val, n)
+    return split.subset(slice(0, n - n_val)), split.subset(slice(n - n_val, n))
+
+
+def first_of_test(test: Split, val_size: float | int) -> Split | None:
+    """The first ``val_size`` samples of the test split (a fraction of it or a count); None for 0."""
+    if val_size == 0:
+        return None
+    n_val = _count(val_size, len(test))
+    if n_val > len(test):
+        raise UserError(
+            f"data.val_size={val_size} takes {n_val} images from the test split (data.val_from: test), "
+            f"which has only {len(test)}; use a data.val_size of at most {len(test)} "
+            "(or a larger data.test_limit)"
+        )
+    return test.subset(slice(0, n_val))

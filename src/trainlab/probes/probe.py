@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
+from functools import partial
 
 import pandas as pd
 import torch
@@ -36,21 +37,27 @@ class Probe:
     ``bins`` is the number of histogram bins; a histogram spans its tensor's minimum to
     maximum at that step, or with ``log_magnitude`` the fixed log10 |x| range ``LOG_RANGE``.
     ``steps_seen`` is the step the next :meth:`step` call closes (set it to resume a count).
+    ``derivatives`` also records each activation's derivative f'(z) at its inputs (tensor ``input``,
+    quantity ``derivative``); ``output_grads`` the gradient of the loss with respect to each watched
+    layer's output, dL/dh (tensor ``output``, quantity ``output_grad``), through tensor hooks.
     """
 
     def __init__(self, model: nn.Module, every: int = 1, bins: int = 32, histograms: bool = True,
                  log_magnitude: bool = False, activations: bool = True,
-                 schedule: Callable[[int], bool] | None = None):
+                 schedule: Callable[[int], bool] | None = None, derivatives: bool = False,
+                 output_grads: bool = False):
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
         self.model, self.bins = model, bins
         self.schedule = schedule or (lambda step: step % every == 0)
         self.with_histograms, self.log_magnitude, self.with_activations = histograms, log_magnitude, activations
+        self.with_derivatives, self.with_output_grads = derivatives, output_grads
         self.params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.steps_seen = 0
         self.order: dict[str, int] = {}  # layer name -> position in the forward pass
         self._open: StepRecord | None = None  # the step being measured (activations, then gradients)
         self._awaiting: tuple[StepRecord, list[torch.Tensor]] | None = None  # measured, waiting for its update
+        self._output_grads: dict[str, torch.Tensor] = {}  # layer -> dL/dh, filled during backward
         self._hooks = ExitStack()
         self._rows: list[tuple] = []
         self._hist_rows: list[tuple] = []
@@ -75,8 +82,17 @@ class Probe:
 
     def _on_call(self, name: str, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         self.order.setdefault(name, len(self.order))
-        if isinstance(module, ACTIVATIONS) and self.with_activations and module.training and self._due():
+        if not (module.training and self._due()):
+            return
+        if isinstance(module, ACTIVATIONS) and self.with_activations:
             self._current().add_activation(name, module, output, self.bins, self.with_histograms)
+        if isinstance(module, ACTIVATIONS) and self.with_derivatives:
+            self._current().add_derivative(name, module, args[0], self.bins, self.with_histograms)
+        if self.with_output_grads and isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(partial(self._keep_output_grad, name))
+
+    def _keep_output_grad(self, name: str, grad: torch.Tensor) -> None:
+        self._output_grads[name] = grad.detach()
 
     def _current(self) -> StepRecord:
         if self._open is None or self._open.step != self.steps_seen:
@@ -97,8 +113,13 @@ class Probe:
                                        self.log_magnitude)
                 record.add_tensors("weight", [n for n, _ in self.params], [p for _, p in self.params], bins,
                                    self.log_magnitude)
+                if self._output_grads:
+                    names = sorted(self._output_grads, key=self.order.__getitem__)
+                    record.add_tensors("output_grad", [f"{n}.output" for n in names],
+                                       [self._output_grads[n] for n in names], bins, self.log_magnitude)
                 self._awaiting = (record, [p.detach().clone() for _, p in self.params])
                 self._open = None
+        self._output_grads = {}
         self.steps_seen += 1
 
     def _finish_update(self) -> None:

@@ -17,8 +17,9 @@ from torch.func import vmap
 
 from trainlab.models.activations import Maxout
 
-ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.Softplus, Maxout)
+ACTIVATIONS = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.GELU, nn.Softplus, Maxout)
 TENSOR_STATS = ("norm", "mean", "std", "abs_mean", "max_abs")
+VANISHING = 0.01  # |f'(z)| below this: the unit passes back less than 1% of the gradient it receives
 LOG_RANGE = (-12.0, 2.0)  # log10 |x| range of log-magnitude histograms
 PROBE_COLUMNS = ["step", "layer", "tensor", "quantity", "stat", "value"]
 PROBE_HISTOGRAM_COLUMNS = ["step", "layer", "tensor", "quantity", "counts", "edges"]
@@ -68,6 +69,32 @@ def activation_stats(module: nn.Module, y: torch.Tensor) -> dict[str, torch.Tens
     elif isinstance(module, nn.Sigmoid):
         stats["saturated_frac"] = ((y < 0.01) | (y > 0.99)).float().mean()
     return stats
+
+
+def activation_derivative(module: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """f'(z): the derivative of an activation module at its input ``z``, elementwise, in float32.
+
+    The gradient of ``module(z).sum()`` with respect to a detached copy of ``z``, through
+    ``torch.func.vjp`` (so it works in a plain forward pass and inside ``vmap``/``grad`` alike).
+    Maxout gives 1 where an input is its group's maximum and 0 elsewhere; PReLU its learned slope
+    for negative inputs. The module's hooks do not run.
+    """
+    out, pullback = torch.func.vjp(module.forward, z.detach().float())
+    return pullback(torch.ones_like(out))[0].detach()
+
+
+def derivative_stats(d: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Statistics of activation derivatives: mean, std, min, max and the fraction with |f'| < ``VANISHING``."""
+    low, high = torch.aminmax(d)
+    vanishing = torch.count_nonzero(d.abs() < VANISHING) / d.numel()
+    return {"mean": d.mean(), "std": d.std(), "min": low, "max": high, "vanishing_frac": vanishing}
+
+
+def derivative_span(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The histogram range of derivatives between ``low`` and ``high``: ``[min(0, low), max(1, high)]``, so
+    0 and 1 are always on it; [0, 1] where they are not finite."""
+    return (torch.nan_to_num(low, nan=0.0, posinf=0.0, neginf=0.0).clamp(max=0.0),
+            torch.nan_to_num(high, nan=1.0, posinf=1.0, neginf=1.0).clamp(min=1.0))
 
 
 def tensor_stats(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -121,9 +148,23 @@ class StepRecord:
             self.hist_keys.append((name, "output", "activation"))
             self.hists.append(histogram(y, bins, sync_free=sync_free))
 
+    def add_derivative(self, name: str, module: nn.Module, z: torch.Tensor, bins: int, histograms: bool,
+                       sync_free: bool = False) -> None:
+        """An activation module's derivative at its input ``z`` (see :func:`activation_derivative`):
+        statistics and a histogram over :func:`derivative_span`."""
+        d = activation_derivative(module, z)
+        stats = derivative_stats(d)
+        for stat, value in stats.items():
+            self.keys.append((name, "input", "derivative", stat))
+            self.values.append(value)
+        if histograms:
+            self.hist_keys.append((name, "input", "derivative"))
+            self.hists.append(histogram(d, bins, derivative_span(stats["min"], stats["max"]), sync_free=sync_free))
+
     def add_tensors(self, quantity: str, names: list[str], tensors: list[torch.Tensor], bins: int | None,
                     log_magnitude: bool = False, stacked: bool = False) -> None:
-        """``TENSOR_STATS`` of named parameters' ``quantity`` (grad, weight), histograms unless ``bins`` is None."""
+        """``TENSOR_STATS`` of named tensors' ``quantity`` (a parameter's grad or weight, a layer output's
+        ``output_grad``), histograms unless ``bins`` is None."""
         stats = tensor_stats(_per_model(tensors, stacked))
         if stacked:
             stats = stats.view(len(TENSOR_STATS), len(tensors), -1)

@@ -13,6 +13,7 @@ study name and share every table and figure.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -25,8 +26,9 @@ from typing import Any
 import pandas as pd
 from matplotlib.figure import Figure
 
-from trainlab.errors import UserError
+from trainlab.errors import UserError, unknown
 from trainlab.faults import fault_point
+from trainlab.probes.stats import TENSOR_STATS
 from trainlab.report import figures as figs
 from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
 from trainlab.report.findings import find
@@ -55,6 +57,17 @@ class StudyData:
     @cached_property
     def inputs(self) -> dict[str, tuple[tuple[int, int, int], int, list[str]]]:
         """Input shape, class count and class names per run, loading each distinct data set once."""
+        return {run_id: facts[:3] for run_id, facts in self._data_facts.items()}
+
+    @cached_property
+    def steps_per_epoch(self) -> dict[str, int]:
+        """Training steps per epoch of each run (its training images over its batch size, rounded up)."""
+        return {run_id: math.ceil(facts[3] / self.configs[run_id]["train"]["batch_size"])
+                for run_id, facts in self._data_facts.items()}
+
+    @cached_property
+    def _data_facts(self) -> dict[str, tuple]:
+        """Per run: input shape, class count, class names and training images, loading each data set once."""
         from trainlab.config import load_config
         from trainlab.data import load_data
         from trainlab.study.executors import data_key
@@ -65,7 +78,7 @@ class StudyData:
             key = data_key(config["data"])
             if key not in loaded:
                 d = load_data(load_config(config).data)
-                loaded[key] = (d.input_shape, d.num_classes, d.classes)
+                loaded[key] = (d.input_shape, d.num_classes, d.classes, len(d.train))
             out[run_id] = loaded[key]
         return out
 
@@ -194,6 +207,17 @@ def _learning_curves(data: StudyData, options: dict) -> list:
                      "Loss and accuracy per epoch: mean over seeds, band from the lowest to the highest seed.")]
 
 
+def _iteration_curves(data: StudyData, options: dict) -> list:
+    curves = data.by_label({run_id: data.store.curves(run_id) for run_id in data.histories}, finished=False)
+    if not curves:
+        return [Text("No run recorded per-iteration curves: set probes.curve_every: N to record the mean "
+                     "training loss and accuracy of every N steps.")]
+    return [_picture("iteration_curves", figs.iteration_curves(curves, data.colours),
+                     "Training loss and accuracy per group of probes.curve_every steps (training mode, "
+                     "without the L1/L2 terms), at the group's last step: mean over seeds, band from the "
+                     "lowest to the highest seed.")]
+
+
 def _gradient_distributions(data: StudyData, options: dict) -> list:
     hists = data.by_label(data.histograms)
     if not hists:
@@ -226,6 +250,53 @@ def _gradient_norms(data: StudyData, options: dict) -> list:
                      f"Gradient norm of {layer}'s weights over training, mean over seeds.")]
 
 
+def _total_gradient_norm(data: StudyData, options: dict) -> list:
+    probes = data.by_label(data.probes)
+    if not probes:
+        return [Text("No probes were recorded: the total gradient norm needs probes.enabled: true.")]
+    steps = {label: data.steps_per_epoch[_first_run(data, label)] for label in probes}
+    return [_picture("total_gradient_norm", figs.total_gradient_norm(probes, data.colours, steps),
+                     "L2 norm of all parameters' gradients together (what clip_grad measures, before clipping) "
+                     "at each probed step, averaged over each epoch's probed steps: mean over seeds, band from "
+                     "the lowest to the highest seed.")]
+
+
+def _activation_derivatives(data: StudyData, options: dict) -> list:
+    probes = _with_quantity(data.by_label(data.probes), "derivative")
+    if not probes:
+        return [Text("No activation derivatives were recorded: train with probes.derivatives: true.")]
+    layers = list(dict.fromkeys(layer for frames in _forward_ordered(data, probes).values() for f in frames
+                                for layer in f.loc[f["quantity"] == "derivative", "layer"]))
+    if options.get("layer") is not None:
+        if options["layer"] not in layers:
+            raise unknown("activation layer of report section activation_derivatives:", options["layer"], layers)
+        layers = [options["layer"]]
+    blocks: list = [Table(_derivative_table(probes, layers),
+                          "f'(z) of each activation layer at each run's last probed step: mean over seeds of its "
+                          "mean, minimum, maximum and the fraction of inputs where its absolute value is under 0.01 "
+                          "(the unit passes back less than 1% of its gradient).")]
+    hists = _with_quantity(data.by_label(data.histograms), "derivative")
+    if not hists:
+        return [*blocks, Text("No derivative histograms were recorded (probes.histograms is off).")]
+    return [*blocks, _picture("activation_derivatives", figs.derivative_histograms(hists, data.colours, layers),
+                              "Distribution of f'(z) per activation layer (rows) and variant (columns) at the "
+                              "last probed step, seeds merged: fraction of inputs per bin.")]
+
+
+def _output_gradients(data: StudyData, options: dict) -> list:
+    probes = _with_quantity(data.by_label(data.probes), "output_grad")
+    if not probes:
+        return [Text("No gradients with respect to layer outputs were recorded: train with "
+                     "probes.output_grads: true.")]
+    stat = options.get("stat", "abs_mean")
+    if stat not in TENSOR_STATS:
+        raise unknown("stat of report section output_gradients:", stat, TENSOR_STATS)
+    return [_picture("output_gradients",
+                     figs.layer_means(_forward_ordered(data, probes), data.colours, "output_grad", stat),
+                     f"Gradient of the loss with respect to each layer's output (dL/dh): its {stat} per layer, "
+                     "input to output, averaged over probed steps and seeds.")]
+
+
 def _histograms_over_time(data: StudyData, options: dict) -> list:
     hists = data.by_label(data.histograms)
     if not hists:
@@ -253,20 +324,21 @@ def _model_summary(data: StudyData, options: dict) -> list:
     from trainlab.models import create_model, summary
 
     shapes = data.inputs
-    rows, first = [], {}
+    rows, first, notes = [], {}, []
     for label, group in data.runs.groupby("label", sort=False):
         run_id = group["run_id"].iloc[0]
         cfg = load_config(data.configs[run_id])
         shape, classes, _ = shapes[run_id]
         table = summary(create_model(cfg.model, shape, classes), shape)
         first.setdefault("table", table)
+        notes += [Text(f"{label}: {note}.") for note in table.notes]
         rows.append({"variant": label, "model": cfg.model.preset or cfg.model.kind, "layers": len(table.frame),
                      "parameters": table.total, "trainable": table.trainable})
     blocks: list = [Table(pd.DataFrame(rows), "Parameters per variant.")]
     if options.get("layers", len({r["parameters"] for r in rows}) == 1):
         frame = first["table"].frame.copy()
         blocks.append(Table(frame, f"Layer table of {rows[0]['variant']}."))
-    return blocks
+    return blocks + notes
 
 
 def _analyses(data: StudyData, options: dict) -> list:
@@ -296,9 +368,13 @@ BUILDERS: dict[str, Callable[[StudyData, dict], list]] = {  # the sections, titl
     "findings": _findings,
     "final_metrics": _final_metrics,
     "learning_curves": _learning_curves,
+    "iteration_curves": _iteration_curves,
     "gradient_distributions": _gradient_distributions,
     "layer_means": _layer_means,
     "gradient_norms": _gradient_norms,
+    "total_gradient_norm": _total_gradient_norm,
+    "activation_derivatives": _activation_derivatives,
+    "output_gradients": _output_gradients,
     "histograms_over_time": _histograms_over_time,
     "runtime": _runtime,
     "model_summary": _model_summary,
@@ -398,6 +474,52 @@ def _picture(id: str, fig: Figure, caption: str) -> Picture:
 def _subtitle(data: StudyData) -> str:
     done = int((data.runs["status"] == "done").sum())
     return f"{done} of {len(data.runs)} runs finished · {len(data.labels)} variants · store {data.store.root.name}"
+
+
+def _first_run(data: StudyData, label: str) -> str:
+    return str(data.runs.loc[data.runs["label"] == label, "run_id"].iloc[0])
+
+
+def _with_quantity(frames_by_label: dict[str, list[pd.DataFrame]], quantity: str) -> dict[str, list[pd.DataFrame]]:
+    """Each variant's frames that have rows of ``quantity``; variants without any are left out."""
+    out = {label: [f for f in frames if (f["quantity"] == quantity).any()] for label, frames in frames_by_label.items()}
+    return {label: frames for label, frames in out.items() if frames}
+
+
+def _forward_ordered(data: StudyData, frames_by_label: dict[str, list[pd.DataFrame]]) -> dict[str, list[pd.DataFrame]]:
+    """Each variant's frames with each step's rows in the forward order of its network (the store sorts by name)."""
+    from trainlab.config import load_config
+    from trainlab.models import create_model
+
+    out = {}
+    for label, frames in frames_by_label.items():
+        run_id = _first_run(data, label)
+        shape, classes, _ = data.inputs[run_id]
+        model = create_model(load_config(data.configs[run_id]).model, shape, classes)
+        order = {name: i for i, (name, _) in enumerate(model.named_modules())}
+        out[label] = [f.assign(_pos=f["layer"].map(order)).sort_values(["step", "_pos"], kind="stable")
+                      .drop(columns="_pos") for f in frames]
+    return out
+
+
+DERIVATIVE_COLUMNS = {"mean": "mean f'(z)", "min": "min", "max": "max", "vanishing_frac": "fraction under 0.01"}
+
+
+def _derivative_table(probes: dict[str, list[pd.DataFrame]], layers: list[str]) -> pd.DataFrame:
+    """Per variant and layer, the mean over seeds of f'(z)'s statistics at each run's last probed step."""
+    rows = []
+    for label, frames in probes.items():
+        last = []
+        for frame in frames:
+            rows_of = frame[frame["quantity"] == "derivative"]
+            last.append(rows_of[rows_of["step"] == rows_of["step"].max()])
+        means = pd.concat(last).groupby(["layer", "stat"])["value"].mean()
+        for layer in layers:
+            if layer in means.index.get_level_values("layer"):
+                stats = means[layer]
+                rows.append({"variant": label, "layer": layer,
+                             **{name: f"{stats[s]:.3g}" for s, name in DERIVATIVE_COLUMNS.items()}})
+    return pd.DataFrame(rows)
 
 
 def _first_layer(frames_by_label: dict[str, list[pd.DataFrame]]) -> str:

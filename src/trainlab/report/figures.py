@@ -31,10 +31,12 @@ SEPARATE_RATIO = 10.0  # gradient_distributions: one panel per variant when valu
 METRIC_NAMES = {"loss": "loss", "acc": "accuracy", "wall_time": "wall time", "epoch_time": "time per epoch",
                 "samples_per_s": "samples/s", "lr": "learning rate"}
 QUANTITY_NAMES = {"grad": "gradient", "weight": "weight", "update_ratio": "update/weight norm ratio",
-                  "activation": "activation"}
+                  "activation": "activation", "derivative": "activation derivative f'(z)",
+                  "output_grad": "dL/dh"}
 STAT_NAMES = {"norm": "L2 norm", "mean": "mean", "std": "std", "abs_mean": "mean absolute value",
               "max_abs": "max absolute value", "dead_frac": "dead fraction",
-              "saturated_frac": "saturated fraction"}
+              "saturated_frac": "saturated fraction", "vanishing_frac": "fraction below 0.01",
+              "min": "minimum", "max": "maximum"}
 
 
 def palette(labels: Iterable[str]) -> dict[str, str]:
@@ -92,6 +94,31 @@ def learning_curves(histories_by_label: Mapping[str, Runs], colours: Mapping[str
               for split, style in SPLIT_STYLES.items() if split in splits]
     _legend(fig, list(histories), colours, styles)
     fig.suptitle("Learning curves: mean over seeds, band = min-max across seeds")
+    return fig
+
+
+def iteration_curves(curves_by_label: Mapping[str, Runs], colours: Mapping[str, str],
+                     metrics: Sequence[str] = ("train_loss", "train_acc")) -> Figure:
+    """One panel per metric: per variant, the mean over seeds of the per-iteration curves against the step.
+
+    A run's curve (:meth:`~trainlab.store.RunStore.curves`) holds the mean training loss and accuracy of
+    each group of ``probes.curve_every`` steps at the group's last step. The shaded band spans the minimum
+    to the maximum across seeds (variants with at least two seeds). Metrics that no curve has are left out.
+    """
+    curves = {label: _runs(runs) for label, runs in curves_by_label.items()}
+    panels = [m for m in metrics if any(m in c for runs in curves.values() for c in runs)]
+    if not panels:
+        raise UserError(f"no per-iteration curve has the metrics {list(metrics)}")
+    fig = Figure(figsize=(max(WIDTH, 5.0 * len(panels)), ROW_HEIGHT), layout="constrained")
+    for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        for label, runs in curves.items():
+            series = [c.set_index("step")[metric].dropna() for c in runs if metric in c]
+            if any(len(s) for s in series):
+                _mean_and_band(ax, [s for s in series if len(s)], colours[label], "-", _name(label))
+        name = _metric_name(metric)
+        ax.set(title=name, xlabel="training step", ylabel=name)
+    _legend(fig, list(curves), colours)
+    fig.suptitle("Per-iteration curves: mean over seeds, band = min-max across seeds")
     return fig
 
 
@@ -178,7 +205,8 @@ def _last_histogram(runs: list[pd.DataFrame], layer: str | None, quantity: str,
 
 def layer_means(probes_by_label: Mapping[str, Runs], colours: Mapping[str, str], quantity: str = "grad",
                 stat: str = "abs_mean") -> Figure:
-    """Per variant, ``stat`` of each layer's weight ``quantity``, averaged over every probed step and seed.
+    """Per variant, ``stat`` of each layer's ``quantity`` (of its weight; of its output for ``activation`` and
+    ``output_grad``), averaged over every probed step and seed.
 
     x is the layer index 1..L in forward order, labelled with the layer names when all variants share
     them; y is logarithmic unless some value is not positive (e.g. ``stat="mean"``).
@@ -209,7 +237,7 @@ def layer_means(probes_by_label: Mapping[str, Runs], colours: Mapping[str, str],
     if all((values > 0).all() for values in means.values()):
         ax.set_yscale("log")
     what = f"{STAT_NAMES.get(stat, stat)} of {QUANTITY_NAMES.get(quantity, quantity)}"
-    ax.set(title=f"{what.capitalize()} per layer (mean over probed steps and seeds)",
+    ax.set(title=f"{what[0].upper()}{what[1:]} per layer (mean over probed steps and seeds)",
            xlabel="layer (forward order)", ylabel=what)
     _legend(fig, list(means), colours)
     return fig
@@ -245,6 +273,73 @@ def stat_over_time(probes_by_label: Mapping[str, Runs], colours: Mapping[str, st
     ax.set(title=f"{what.capitalize()}, {layer}.{tensor} (mean over seeds, band = min-max)",
            xlabel="training step", ylabel=what)
     _legend(fig, drawn, colours)
+    return fig
+
+
+def gradient_norm_per_epoch(probe: pd.DataFrame, steps_per_epoch: int) -> pd.Series:
+    """The L2 norm of all parameters' gradients together, averaged over each epoch's probed steps; index: epoch.
+
+    At a probed step it is sqrt(sum of each parameter's squared gradient ``norm``), the norm
+    ``torch.nn.utils.clip_grad_norm_`` measures; a step belongs to epoch ``step // steps_per_epoch + 1``.
+    """
+    norms = probe[(probe["quantity"] == "grad") & (probe["stat"] == "norm")]
+    total = norms.groupby("step")["value"].apply(lambda v: float(np.sqrt(np.sum(v.to_numpy(np.float64) ** 2))))
+    return total.groupby(total.index // steps_per_epoch + 1).mean().rename_axis("epoch")
+
+
+def total_gradient_norm(probes_by_label: Mapping[str, Runs], colours: Mapping[str, str],
+                        steps_per_epoch: Mapping[str, int]) -> Figure:
+    """Per variant, :func:`gradient_norm_per_epoch` of its runs (``steps_per_epoch[label]`` steps an epoch).
+
+    The line is the mean over seeds, the band the min to max across seeds; y is logarithmic unless some
+    value is not positive. Variants without gradient norms are left out.
+    """
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
+    ax = fig.subplots()
+    drawn, values = [], []
+    for label, runs in probes_by_label.items():
+        series = [s for s in (gradient_norm_per_epoch(r, steps_per_epoch[label]) for r in _runs(runs)) if len(s)]
+        if series:
+            _mean_and_band(ax, series, colours[label], "-", _name(label))
+            drawn.append(label)
+            values.extend(series)
+    if not drawn:
+        raise UserError("no run has gradient norms; train with probes enabled")
+    if all((s > 0).all() for s in values):
+        ax.set_yscale("log")
+    ax.set(title="Total gradient norm per epoch (mean over seeds, band = min-max)", xlabel="epoch",
+           ylabel="L2 norm of all gradients (epoch mean)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _legend(fig, drawn, colours)
+    return fig
+
+
+def derivative_histograms(hist_by_label: Mapping[str, Runs], colours: Mapping[str, str],
+                          layers: Sequence[str]) -> Figure:
+    """One panel per activation layer (rows, in the order given) and variant (columns): the histogram of
+    f'(z) at each run's last probed step, seeds merged, as the fraction of inputs per bin.
+
+    Seeds are merged by re-binning onto edges spanning all of them; a recorded histogram spans
+    ``[min(0, lowest), max(1, highest)]``, so sigmoid's [0, 0.25] and ReLU's {0, 1} read on one axis.
+    Each panel's title names its variant, so the figure has no legend.
+    """
+    labels = list(hist_by_label)
+    fig = Figure(figsize=(max(WIDTH, 3.2 * len(labels)), 2.6 * len(layers) + 0.6), layout="constrained")
+    axes = fig.subplots(len(layers), len(labels), squeeze=False, sharex=True)
+    for row, layer in enumerate(layers):
+        for column, label in enumerate(labels):
+            ax = axes[row, column]
+            merged = _last_histogram(_runs(hist_by_label[label]), layer, "derivative", "input")
+            title = f"{_name(label)}: {layer}"
+            if merged is None:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
+            else:
+                _, step, density, edges = merged
+                ax.stairs(density * np.diff(edges), edges, color=colours[label], lw=2, fill=True, alpha=0.6)
+                title += f", step {step}"
+            ax.set_title(title, fontsize="medium")
+            ax.set(xlabel="f'(z)", ylabel="fraction of inputs")
+    fig.suptitle("Activation derivatives f'(z) at the last probed step (seeds merged)")
     return fig
 
 
@@ -326,8 +421,9 @@ def _metric_name(metric: str) -> str:
 
 
 def _tensor(quantity: str) -> str:
-    """The tensor a quantity is measured on: a layer's ``output`` for activations, else its ``weight``."""
-    return "output" if quantity == "activation" else "weight"
+    """The tensor a quantity is measured on: a layer's ``output`` for activations and dL/dh, its ``input``
+    for activation derivatives, else its ``weight``."""
+    return {"activation": "output", "output_grad": "output", "derivative": "input"}.get(quantity, "weight")
 
 
 def _runs(runs: Runs) -> list[pd.DataFrame]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from trainlab.analysis.catalog import OPTION_NAMES
+from trainlab.analysis.catalog import OPTION_NAMES, AnalysisOptions, requested_analyses
 from trainlab.errors import UserError, unknown
 
 
@@ -25,9 +25,13 @@ SECTIONS: dict[str, SectionKind] = {
     "findings": SectionKind("Findings", ("metric",)),
     "final_metrics": SectionKind("Final metrics", ("metric", "metrics")),
     "learning_curves": SectionKind("Learning curves"),
+    "iteration_curves": SectionKind("Per-iteration curves"),
     "gradient_distributions": SectionKind("Gradient distributions", ("layer",)),
     "layer_means": SectionKind("Gradients and weights across depth", ("stat",)),
     "gradient_norms": SectionKind("Gradient norm during training", ("layer",)),
+    "total_gradient_norm": SectionKind("Total gradient norm per epoch"),
+    "activation_derivatives": SectionKind("Activation derivatives", ("layer",)),
+    "output_gradients": SectionKind("Gradients with respect to layer outputs", ("stat",)),
     "histograms_over_time": SectionKind("Histograms over time", ("layer", "quantity")),
     "runtime": SectionKind("Runtime"),
     "model_summary": SectionKind("Models", ("layers",)),
@@ -83,3 +87,6 @@ def _check_options(name: str, options: dict[str, Any]) -> None:
             for metric in value if isinstance(value, list) else [value]:
                 if metric not in RANKED_METRICS:
                     raise unknown(f"metric in report section {name}:", metric, RANKED_METRICS)
+    if name == "analyses":  # the analyses and their option values, checked as trainlab analyze checks them
+        requested_analyses(options.get("what"))
+        AnalysisOptions.of(options).check()

@@ -35,10 +35,11 @@ from trainlab.train.loop import (
     autocast, intra_op_threads, probe_schedule, resolve_device, run_epochs, steps_per_epoch,
 )
 from trainlab.train.plain import new_model
-from trainlab.train.optim import penalised_weights, penalty
+from trainlab.train.optim import keras_decay, penalised_weights, penalty
 from trainlab.train.stacked_optim import StackedOptimizer
 
-VARYING = ("seed", "lr", "weight_decay", "momentum")  # train.* keys that may differ within an ensemble
+# train.* keys that may differ within an ensemble
+VARYING = ("seed", "lr", "weight_decay", "momentum", "betas", "eps", "alpha", "lr_decay")
 MAX_MODELS = 8
 # Training FLOPs per model and step above which, on CPU, an ensemble is no faster than training
 # its runs one after another: the step is compute-bound already (measured: docs/performance.md).
@@ -69,8 +70,9 @@ def train_together(train: Callable[[], T], n_runs: int) -> T | None:
 def ensemble_key(cfg: RunConfig) -> str | None:
     """Runs with equal keys can train as one ensemble; None for a run that trains alone.
 
-    The key is the configuration without ``train.seed``, ``lr``, ``weight_decay``, ``momentum``
-    and the value of ``model.dropout`` (only whether it is on, since that changes the layers).
+    The key is the configuration without ``train.seed``, ``lr``, ``weight_decay``, ``momentum``,
+    ``betas``, ``eps``, ``alpha``, ``lr_decay`` and the value of ``model.dropout`` (only whether it
+    is on, since that changes the layers).
     Early stopping ends runs at different epochs, so such runs train alone, as do runs with
     ``channels_last`` (a layout for 4-d tensors; stacked ones have 5 dimensions).
     """
@@ -134,25 +136,27 @@ def train_ensemble(
     on_epoch: Callable[[int, dict], None] | None = None,
     on_probes: Callable[[int, list[tuple], list[tuple]], None] | None = None,
     progress: bool = False,
+    on_curves: Callable[[int, list[tuple]], None] | None = None,
 ) -> list[TrainResult]:
     """Train ``configs`` (all with one :func:`ensemble_key`) as one vectorised ensemble.
 
     Like :func:`~trainlab.train.plain.train_run` for each run: ``run_dirs[m]`` holds run ``m``'s
-    checkpoint, ``on_epoch(m, row)`` and ``on_probes(m, stats, histograms)`` receive its rows
-    (replayed ones included). A run's ``epoch_time`` and ``samples_per_s`` are its share of the
-    ensemble's: the ensemble's time divided by the number of models still training.
+    checkpoint, ``on_epoch(m, row)``, ``on_probes(m, stats, histograms)`` and ``on_curves(m, rows)``
+    receive its rows (replayed ones included). A run's ``epoch_time`` and ``samples_per_s`` are its share
+    of the ensemble's: the ensemble's time divided by the number of models still training.
     After a kill between two models' checkpoints, the models ahead go back to their kept
     previous checkpoint; :class:`MixedResume` is raised when that does not line them up.
     """
     keys = {ensemble_key(c) for c in configs}
     if len(keys) != 1 or None in keys:
-        raise ValueError("an ensemble's runs must differ only in train.seed, lr, weight_decay, momentum "
+        raise ValueError(f"an ensemble's runs must differ only in train.{', '.join(VARYING)} "
                          "or the value of model.dropout, and must not use early stopping or channels_last")
     run_dirs = run_dirs or [None] * len(configs)
     with intra_op_threads(configs[0].train.threads):
         device = resolve_device(configs[0].train.device)
         data = (data or load_data(configs[0].data)).to(device)
-        books = [RunBook(c, d, device, on_epoch and partial(on_epoch, m), on_probes and partial(on_probes, m))
+        books = [RunBook(c, d, device, on_epoch and partial(on_epoch, m), on_probes and partial(on_probes, m),
+                         on_curves and partial(on_curves, m))
                  for m, (c, d) in enumerate(zip(configs, run_dirs))]
         states = _aligned_checkpoints(run_dirs)
         models = [new_model(c, data, device) for c in configs]
@@ -212,8 +216,10 @@ class EnsembleTrainer:
         pc = configs[0].probes
         self.probe = StackedProbe(self.base, self.n_models, pc, probe_schedule(pc, steps_per_epoch(configs[0], data))) \
             if pc.enabled else None
-        self._grad_step = vmap(grad_and_value(self._objective, has_aux=True), randomness="different")
+        self._grad_step = vmap(grad_and_value(self._objective, argnums=(0, 4), has_aux=True), randomness="different")
         self._lr = torch.zeros(self.n_models, dtype=torch.float64)
+        self._decay = torch.tensor([c.train.lr_decay for c in configs], dtype=torch.float64)
+        self._decays = bool(self._decay.any())
         self._synced: set[int] = set()  # models whose plain module holds the stacked weights of now
 
     def set_lr(self, lrs: list[float]) -> None:
@@ -224,24 +230,31 @@ class EnsembleTrainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         probed = self.probe is not None and self.probe.start(step)
-        grads, (_, (loss, hits, measured)) = self._grad_step(self.params, self.buffers, x, y)
+        zeros = self.probe.output_zeros(x) if probed else {}
+        (grads, output_grads), (_, (loss, hits, measured)) = self._grad_step(self.params, self.buffers, x, y, zeros)
         if probed:
-            self.probe.measure(measured, grads, self.params)
+            self.probe.measure(measured, grads, self.params, output_grads)
         if self.tc.clip_grad:
             _clip_stacked(grads, self.tc.clip_grad)
-        self.optimizer.step(grads, self._lr)
+        self.optimizer.step(grads, keras_decay(self._lr, self._decay, step) if self._decays else self._lr)
         self._synced.clear()
         if probed:
             self.probe.finish(self.params)
         return loss, hits
 
-    def _objective(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor):
-        """One model's training objective, and ``(loss, correct, probe measurements)`` (vmapped over models)."""
+    def _objective(self, params: dict, buffers: dict, x: torch.Tensor, y: torch.Tensor, zeros: dict):
+        """One model's training objective, and ``(loss, correct, probe measurements)`` (vmapped over models).
+
+        ``zeros`` are added to the probed layers' outputs, so their gradients are dL/dh (see StackedProbe).
+        """
         tc = self.tc
+        if self.probe is not None:
+            self.probe.perturb = zeros
         with autocast(self.device, tc.precision):
             logits = self._call(params, buffers, x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
-        total = loss + penalty([params[n] for n in self.penalised], tc.l1, tc.l2) if (tc.l1 or tc.l2) else loss
+        total = loss + penalty([params[n] for n in self.penalised], tc.l1, tc.l2, tc.penalty) \
+            if (tc.l1 or tc.l2) else loss
         hits = (logits.detach().argmax(1) == y).sum()
         return total, (loss.detach(), hits, self.probe.collected() if self.probe is not None else [])
 

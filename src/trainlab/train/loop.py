@@ -3,7 +3,8 @@
 The two differ only in their :class:`Trainer`: the model (or the stack of models) and its
 step. Everything else is here or in the runs' :class:`~trainlab.train.bookkeeping.RunBook`:
 the epoch's batches, the sums kept on the device and brought to the host once per epoch with
-the evaluation, the divergence check, the metric rows and the checkpoints.
+the evaluation (the per-iteration curves of ``probes.curve_every`` too), the divergence check,
+the metric rows and the checkpoints.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from trainlab.config import ProbesConfig, RunConfig
 from trainlab.data import ImageData, Split
 from trainlab.errors import UserError
 from trainlab.train.batches import epoch_batches
-from trainlab.train.bookkeeping import ProbeRows, RunBook, TrainResult
+from trainlab.train.bookkeeping import CurveRows, ProbeRows, RunBook, TrainResult
 
 
 class Trainer(Protocol):
@@ -123,10 +124,10 @@ def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress
         trainer.set_lr(lrs)
 
         start = time.perf_counter()
-        step_losses, correct = _train_epoch(trainer, books, data, epoch * steps, bar)
+        step_losses, step_hits = _train_epoch(trainer, books, data, epoch * steps, bar)
         train_time = time.perf_counter() - start
         evals = [trainer.evaluate(split, tc.eval_batch_size) for split in splits.values()]
-        sums = torch.cat([step_losses.sum(0)[:, None], correct[:, None].float(), *evals], dim=1).tolist()
+        sums, curves = _to_host(step_losses, step_hits, evals, books[0].cfg, len(train), epoch * steps)
         epoch_time = time.perf_counter() - start
         probed = trainer.probe_rows()
         for m in live:
@@ -137,7 +138,7 @@ def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress
                    "samples_per_s": len(train) * len(live) / train_time, "epoch_time": epoch_time / len(live),
                    "wall_time": books[m].wall_time + epoch_time / len(live)}
             trainer.module(m)  # brings a stacked model's weights into its plain module for the embeddings
-            books[m].end_epoch(row, probed[m], lambda m=m: trainer.state(m))
+            books[m].end_epoch(row, probed[m], curves[m], lambda m=m: trainer.state(m))
         if not trainer.stacked:
             _show_metrics(bar, books[0])
     bar.close()
@@ -169,21 +170,63 @@ def _metrics(sums: list[float], splits: dict[str, Split]) -> dict[str, float]:
     return row
 
 
+def _to_host(step_losses: torch.Tensor, step_hits: torch.Tensor, evals: list[torch.Tensor], cfg: RunConfig,
+             n_train: int, first_step: int) -> tuple[list[list[float]], list[CurveRows]]:
+    """An epoch's sums per model (training loss and correct count, then each split's) and, with
+    ``probes.curve_every``, its curve rows per model: one transfer to the host."""
+    every = cfg.probes.curve_every
+    parts = [step_losses.sum(0)[:, None], step_hits.sum(0)[:, None].float(), *evals]
+    width = 2 + 2 * len(evals)
+    if every:
+        parts += [_grouped(step_losses, every), _grouped(step_hits.float(), every)]
+    host = torch.cat(parts, dim=1).tolist()
+    if not every:
+        return host, [[] for _ in host]
+    sizes = _group_sizes(len(step_losses), cfg.train.batch_size, n_train, every)
+    return [row[:width] for row in host], [_curve_rows(row[width:], sizes, first_step) for row in host]
+
+
+def _grouped(per_step: torch.Tensor, every: int) -> torch.Tensor:
+    """``(M, G)``: the ``(steps, M)`` values summed over each group of ``every`` consecutive steps (the last
+    group of the epoch may be shorter), on the device."""
+    steps = per_step.shape[0]
+    groups = torch.arange(steps, device=per_step.device) // every
+    return torch.zeros(math.ceil(steps / every), per_step.shape[1], device=per_step.device) \
+        .index_add_(0, groups, per_step.float()).T
+
+
+def _group_sizes(steps: int, batch_size: int, n_train: int, every: int) -> list[tuple[int, int]]:
+    """Per group of ``every`` steps of an epoch: its last step (0-based, within the epoch) and its samples."""
+    sizes = [batch_size] * (steps - 1) + [n_train - (steps - 1) * batch_size]
+    starts = range(0, steps, every)
+    return [(min(start + every, steps) - 1, sum(sizes[start : start + every])) for start in starts]
+
+
+def _curve_rows(sums: list[float], sizes: list[tuple[int, int]], first_step: int) -> CurveRows:
+    """One model's curve rows ``(step, name, value)`` from its group sums (losses, then correct counts):
+    the mean training loss and accuracy over each group's samples, at the group's last global step."""
+    rows: CurveRows = []
+    for g, (last, n) in enumerate(sizes):
+        step = first_step + last
+        rows += [(step, "train_loss", sums[g] / n), (step, "train_acc", sums[len(sizes) + g] / n)]
+    return rows
+
+
 def _train_epoch(trainer: Trainer, books: list[RunBook], data: ImageData, first_step: int,
                  bar: tqdm) -> tuple[torch.Tensor, torch.Tensor]:
-    """One epoch of steps; ``(steps, M)`` summed losses per step and ``(M,)`` correct counts, on the device."""
+    """One epoch of steps; ``(steps, M)`` summed losses and correct counts per step, on the device."""
     cfg, train = books[0].cfg, data.train
     device = train.x.device
     step_losses = torch.empty(steps_per_epoch(cfg, data), trainer.n_models, device=device)
-    correct = torch.zeros(trainer.n_models, device=device, dtype=torch.long)
+    step_hits = torch.empty(steps_per_epoch(cfg, data), trainer.n_models, device=device, dtype=torch.long)
     trainer.train_mode()
     batches = epoch_batches(train, cfg.train.batch_size, cfg.data.augment, [b.generator for b in books],
                             data.mean, data.std, stacked=trainer.stacked)
     for step, (x, y) in enumerate(batches):
         loss, hits = trainer.step(x, y, first_step + step)
         step_losses[step] = loss * y.shape[-1]
-        correct += hits
+        step_hits[step] = hits
         bar.update(1)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return step_losses, correct
+    return step_losses, step_hits

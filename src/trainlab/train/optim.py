@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from trainlab.config import TrainConfig
+from trainlab.config import PENALTIES, TrainConfig
+
+T = TypeVar("T", float, torch.Tensor)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser named by ``cfg.optimizer`` over all trainable parameters."""
+    """The optimiser named by ``cfg.optimizer`` over all trainable parameters, with ``cfg``'s constants
+    (``betas`` and ``eps`` for adam and adamw, ``alpha`` and ``eps`` for rmsprop)."""
     params = [p for p in model.parameters() if p.requires_grad]
     common = {"lr": cfg.lr, "weight_decay": cfg.weight_decay}
     # the fused kernels update every tensor in one pass (CPU and CUDA); RMSprop has none
@@ -21,10 +23,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, momentum=cfg.momentum, nesterov=cfg.nesterov, **common, **fused)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, **common, **fused)
+        return torch.optim.Adam(params, betas=cfg.betas, eps=cfg.eps, **common, **fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, **common, **fused)
-    return torch.optim.RMSprop(params, momentum=cfg.momentum, **common)
+        return torch.optim.AdamW(params, betas=cfg.betas, eps=cfg.eps, **common, **fused)
+    return torch.optim.RMSprop(params, momentum=cfg.momentum, alpha=cfg.alpha, eps=cfg.eps, **common)
 
 
 def penalised_weights(model: nn.Module) -> list[torch.Tensor]:
@@ -35,14 +37,34 @@ def penalised_weights(model: nn.Module) -> list[torch.Tensor]:
     ]
 
 
-def penalty(weights: list[torch.Tensor], l1: float, l2: float) -> torch.Tensor | float:
-    """``l1 * sum |w| + l2 * sum w**2`` over ``weights`` (0.0 when both are off)."""
+def penalty(weights: list[torch.Tensor], l1: float, l2: float, mode: str = "sum") -> torch.Tensor | float:
+    """``l1 * R(|w|) + l2 * R(w**2)`` over ``weights`` (one tensor per layer; 0.0 when both are off).
+
+    ``mode`` is the reduction R (``train.penalty``): ``sum`` over every weight; ``mean`` over every
+    weight, all layers together; ``layer_mean`` the sum over layers of each layer's mean.
+    """
     total: torch.Tensor | float = 0.0
     if l1:
-        total = total + l1 * torch.stack([w.abs().sum() for w in weights]).sum()
+        total = total + l1 * _reduce([w.abs() for w in weights], mode)
     if l2:
-        total = total + l2 * torch.stack([w.pow(2).sum() for w in weights]).sum()
+        total = total + l2 * _reduce([w.pow(2) for w in weights], mode)
     return total
+
+
+def _reduce(terms: list[torch.Tensor], mode: str) -> torch.Tensor:
+    """The per-weight ``terms`` of all layers reduced as :func:`penalty`'s ``mode`` says."""
+    if mode not in PENALTIES:
+        raise ValueError(f"unknown penalty mode {mode!r}; valid: {', '.join(PENALTIES)}")
+    if mode == "layer_mean":
+        return torch.stack([t.mean() for t in terms]).sum()
+    total = torch.stack([t.sum() for t in terms]).sum()
+    return total / sum(t.numel() for t in terms) if mode == "mean" else total
+
+
+def keras_decay(lr: T, decay: T | float, step: int) -> T:
+    """Keras' per-step learning-rate decay (``train.lr_decay``): ``lr / (1 + decay * step)`` at 0-based global
+    optimizer ``step``; floats, or ``(M,)`` tensors of an ensemble's models."""
+    return lr / (1 + decay * step)
 
 
 class LRSchedule:

@@ -25,7 +25,7 @@ from trainlab.train.checkpoint import resume_checkpoint
 from trainlab.train.loop import (
     autocast, intra_op_threads, probe_schedule, resolve_device, run_epochs, steps_per_epoch,
 )
-from trainlab.train.optim import make_optimizer, penalised_weights, penalty
+from trainlab.train.optim import keras_decay, make_optimizer, penalised_weights, penalty
 
 
 def train_run(
@@ -35,18 +35,20 @@ def train_run(
     on_epoch: Callable[[dict], None] | None = None,
     progress: bool = False,
     on_probes: Callable[[list[tuple], list[tuple]], None] | None = None,
+    on_curves: Callable[[list[tuple]], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` to the end, resuming from the last readable checkpoint in ``run_dir`` when there is one.
 
     ``on_epoch`` receives each epoch's metrics row (including rows replayed from a checkpoint,
     so a store that upserts them ends up with exactly one row per epoch); ``on_probes`` the
-    epoch's probe rows (see :meth:`trainlab.probes.Probe.take`), replayed the same way. With
+    epoch's probe rows (see :meth:`trainlab.probes.Probe.take`) and ``on_curves`` its curve rows
+    ``(step, name, value)`` (with ``probes.curve_every``), replayed the same way. With
     ``train.threads`` set, torch uses that many CPU threads for the run.
     """
     with intra_op_threads(cfg.train.threads):
         device = resolve_device(cfg.train.device)
         data = (data or load_data(cfg.data)).to(device)
-        book = RunBook(cfg, run_dir, device, on_epoch, on_probes)
+        book = RunBook(cfg, run_dir, device, on_epoch, on_probes, on_curves)
         model = new_model(cfg, data, device)
         trainer = PlainTrainer(cfg, model, data)
         state = resume_checkpoint(run_dir)
@@ -88,10 +90,11 @@ class PlainTrainer:
         self.memory_format = torch.channels_last if self.tc.channels_last else torch.contiguous_format
         self.model = model.to(memory_format=self.memory_format)
         self.optimizer = make_optimizer(model, self.tc)
+        self.epoch_lr = self.tc.lr
         self.weights = penalised_weights(model)
         pc = cfg.probes
         self.probe = Probe(model, bins=pc.bins, histograms=pc.histograms, log_magnitude=pc.log_magnitude,
-                           activations=pc.activations,
+                           activations=pc.activations, derivatives=pc.derivatives, output_grads=pc.output_grads,
                            schedule=probe_schedule(pc, steps_per_epoch(cfg, data))).__enter__() if pc.enabled else None
 
     def load(self, state: dict) -> None:
@@ -100,8 +103,12 @@ class PlainTrainer:
         self.optimizer.load_state_dict(state["optimizer"])
 
     def set_lr(self, lrs: list[float]) -> None:
+        self.epoch_lr = lrs[0]
+        self._apply_lr(self.epoch_lr)
+
+    def _apply_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lrs[0]
+            group["lr"] = lr
 
     def train_mode(self) -> None:
         self.model.train()
@@ -113,13 +120,15 @@ class PlainTrainer:
         with autocast(self.device, tc.precision):
             logits = model(x.contiguous(memory_format=self.memory_format) if x.dim() == 4 else x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
-        objective = loss + penalty(self.weights, tc.l1, tc.l2) if (tc.l1 or tc.l2) else loss
+        objective = loss + penalty(self.weights, tc.l1, tc.l2, tc.penalty) if (tc.l1 or tc.l2) else loss
         self.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         if self.probe is not None:
             self.probe.step()
         if tc.clip_grad:
             nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad, foreach=True)
+        if tc.lr_decay:  # a host float: no device sync
+            self._apply_lr(keras_decay(self.epoch_lr, tc.lr_decay, step))
         self.optimizer.step()
         return loss.detach().view(1), (logits.detach().argmax(1) == y).sum().view(1)
 

@@ -1,9 +1,10 @@
 """Recording training in the run store, whichever process trains.
 
 The driver (``trainlab train``, ``trainlab run``) holds the one :class:`Recorder`, the only
-writer of the store. Training reports to a *sink* with the Recorder's ``epoch``, ``probes`` and
-``finish`` methods: the Recorder itself in the driver's process, or in a worker a :class:`Relay`,
-which turns each call into a message that the driver replays with :meth:`Recorder.apply`.
+writer of the store. Training reports to a *sink* with the Recorder's ``epoch``, ``probes``,
+``curves`` and ``finish`` methods: the Recorder itself in the driver's process, or in a worker a
+:class:`Relay`, which turns each call into a message that the driver replays with
+:meth:`Recorder.apply`.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ class Sink(Protocol):
 
     def probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None: ...
 
+    def curves(self, run_id: str, rows: list[tuple]) -> None: ...
+
     def finish(self, run_id: str, status: str, error: str | None = None,
                diverged_step: int | None = None) -> None: ...
 
 
 class Recorder:
-    """Writes runs into ``store`` as they train: started, each epoch's metrics and probe rows, finished.
+    """Writes runs into ``store`` as they train: started, each epoch's metrics, probe and curve rows,
+    finished.
 
     ``on_change(recorder)`` is called after a run starts or finishes. As a context manager, an
     exception (Ctrl-C included) marks every run started and not finished ``failed`` with the
@@ -60,6 +64,9 @@ class Recorder:
     def probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
         self.store.log_probes(run_id, stats, histograms)
 
+    def curves(self, run_id: str, rows: list[tuple]) -> None:
+        self.store.log_curves(run_id, rows)
+
     def finish(self, run_id: str, status: str, error: str | None = None,
                diverged_step: int | None = None) -> None:
         self.store.finish_run(run_id, status, error=error, diverged_step=diverged_step)
@@ -75,7 +82,8 @@ class Recorder:
     def apply(self, message: tuple[str, tuple]) -> None:
         """Replay a :class:`Relay` message."""
         method, args = message
-        {"epoch": self.epoch, "probes": self.probes, "finish": self.finish}[method](*args)
+        handlers = {"epoch": self.epoch, "probes": self.probes, "curves": self.curves, "finish": self.finish}
+        handlers[method](*args)
 
     def _changed(self) -> None:
         if self.on_change:
@@ -100,6 +108,9 @@ class Relay:
 
     def probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
         self.send(("probes", (run_id, stats, histograms)))
+
+    def curves(self, run_id: str, rows: list[tuple]) -> None:
+        self.send(("curves", (run_id, rows)))
 
     def finish(self, run_id: str, status: str, error: str | None = None,
                diverged_step: int | None = None) -> None:
@@ -126,7 +137,8 @@ def train_recorded(cfg: RunConfig, data: ImageData, run_dir: Path, sink: Sink,
     run_id = cfg.run_id()
     _write_config(cfg, run_dir)
     result = train_run(cfg, data, run_dir, progress=progress, on_epoch=lambda row: sink.epoch(run_id, row),
-                       on_probes=lambda stats, hists: sink.probes(run_id, stats, hists))
+                       on_probes=lambda stats, hists: sink.probes(run_id, stats, hists),
+                       on_curves=lambda rows: sink.curves(run_id, rows))
     sink.finish(run_id, result.status, diverged_step=result.diverged_step)
     return result
 
@@ -156,7 +168,8 @@ def _train_ensemble(configs: list[RunConfig], data: ImageData, run_dirs: list[Pa
         _write_config(cfg, run_dir)
     results = train_ensemble(configs, data, run_dirs, progress=progress,
                              on_epoch=lambda m, row: sink.epoch(ids[m], row),
-                             on_probes=lambda m, stats, hists: sink.probes(ids[m], stats, hists))
+                             on_probes=lambda m, stats, hists: sink.probes(ids[m], stats, hists),
+                             on_curves=lambda m, rows: sink.curves(ids[m], rows))
     for run_id, result in zip(ids, results):
         sink.finish(run_id, result.status, diverged_step=result.diverged_step)
     return results

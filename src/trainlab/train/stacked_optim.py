@@ -2,10 +2,10 @@
 
 A stacked tensor holds the same parameter of ``M`` models along its first dimension. The
 update of model ``m`` is exactly the one ``torch.optim`` (SGD, Adam, AdamW, RMSprop) would
-apply with model ``m``'s ``lr``, ``weight_decay`` and ``momentum``; the per-model
-hyper-parameters are ``(M,)`` tensors broadcast along the first dimension. The state of
-one model converts to and from a ``torch.optim`` state dict, so a checkpoint written by an
-ensemble resumes in a plain run and the other way round.
+apply with model ``m``'s ``lr``, ``weight_decay``, ``momentum``, ``betas``, ``eps`` and
+``alpha``; the per-model hyper-parameters are ``(M,)`` tensors broadcast along the first
+dimension. The state of one model converts to and from a ``torch.optim`` state dict, so a
+checkpoint written by an ensemble resumes in a plain run and the other way round.
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ from torch import nn
 from trainlab.config import TrainConfig
 from trainlab.train.optim import make_optimizer
 
-BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which make_optimizer uses
-ADAM_EPS = 1e-8
-RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8
 STATE_KEYS = {  # state per parameter, as torch.optim names it
     "sgd": ("momentum_buffer",),
     "adam": ("exp_avg", "exp_avg_sq"),
@@ -37,9 +34,23 @@ class StackedOptimizer:
         self.kind, self.nesterov = kinds.pop(), configs[0].nesterov
         self.params = params
         device = next(iter(params.values())).device
+
+        def per_model(values: list[float]) -> torch.Tensor:
+            """Float32 on the device, as torch.optim's kernels take Python floats."""
+            return torch.tensor(values, device=device)
+
         self.lr = torch.tensor([c.lr for c in configs], dtype=torch.float64)
-        self.weight_decay = torch.tensor([c.weight_decay for c in configs], device=device)
-        self.momentum = torch.tensor([c.momentum for c in configs], device=device)
+        self.weight_decay = per_model([c.weight_decay for c in configs])
+        self.momentum = per_model([c.momentum for c in configs])
+        # Adam's betas on the host in double for the bias corrections; on the device the factors of the
+        # moving averages, 1 - beta computed in double first as torch.optim does with Python floats
+        self.betas = torch.tensor([c.betas for c in configs], dtype=torch.float64)
+        self.beta2 = per_model(self.betas[:, 1].tolist())
+        self.one_minus_beta1 = per_model((1 - self.betas[:, 0]).tolist())
+        self.one_minus_beta2 = per_model((1 - self.betas[:, 1]).tolist())
+        self.alpha = per_model([c.alpha for c in configs])
+        self.one_minus_alpha = per_model([1 - c.alpha for c in configs])
+        self.eps = per_model([c.eps for c in configs])
         self.any_weight_decay = any(c.weight_decay for c in configs)  # a Python bool: no device sync per step
         self.steps = torch.zeros(len(configs), dtype=torch.float64)  # per model, on the host
         self.state = {key: {name: torch.zeros_like(p) for name, p in params.items()} for key in STATE_KEYS[self.kind]}
@@ -53,8 +64,8 @@ class StackedOptimizer:
         # per model, once per step: the lr, and Adam's step size and bias correction (double, then
         # float32, as torch.optim.Adam computes them)
         lr_all = lr.float().to(device)
-        step_size = (lr / (1 - BETAS[0] ** self.steps)).float().to(device)
-        correction2_all = (1 - BETAS[1] ** self.steps).sqrt().float().to(device)
+        step_size = (lr / (1 - self.betas[:, 0] ** self.steps)).float().to(device)
+        correction2_all = (1 - self.betas[:, 1] ** self.steps).sqrt().float().to(device)
         for name, p in self.params.items():
             g = grads[name]
             shape = (-1,) + (1,) * (p.dim() - 1)
@@ -69,14 +80,14 @@ class StackedOptimizer:
                 p.sub_(lr_ * (g + mom * buf if self.nesterov else buf))
             elif self.kind == "rmsprop":
                 square_avg, buf = self.state["square_avg"][name], self.state["momentum_buffer"][name]
-                square_avg.mul_(RMSPROP_ALPHA).addcmul_(g, g, value=1 - RMSPROP_ALPHA)
-                buf.mul_(mom).add_(g / square_avg.sqrt().add_(RMSPROP_EPS))
+                square_avg.mul_(self.alpha.view(shape)).addcmul_(g * self.one_minus_alpha.view(shape), g)
+                buf.mul_(mom).add_(g / square_avg.sqrt().add_(self.eps.view(shape)))
                 p.sub_(lr_ * buf)
             else:
                 exp_avg, exp_avg_sq = self.state["exp_avg"][name], self.state["exp_avg_sq"][name]
-                exp_avg.lerp_(g, 1 - BETAS[0])
-                exp_avg_sq.mul_(BETAS[1]).addcmul_(g, g, value=1 - BETAS[1])
-                denom = (exp_avg_sq.sqrt() / correction2_all.view(shape)).add_(ADAM_EPS)
+                exp_avg.lerp_(g, self.one_minus_beta1.view(shape))
+                exp_avg_sq.mul_(self.beta2.view(shape)).addcmul_(g * self.one_minus_beta2.view(shape), g)
+                denom = (exp_avg_sq.sqrt() / correction2_all.view(shape)).add_(self.eps.view(shape))
                 p.sub_(exp_avg.mul(step_size.view(shape)).div_(denom))
 
     def torch_state_dict(self, index: int, model: nn.Module, cfg: TrainConfig) -> dict:
