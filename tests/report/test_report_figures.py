@@ -3,6 +3,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.container import BarContainer
 from PIL import Image
@@ -265,3 +266,21 @@ def test_every_figure_is_labelled_and_saves_to_a_readable_png(name):
     image = Image.open(io.BytesIO(buffer.getvalue()))
     image.load()
     assert image.format == "PNG" and image.size[0] >= 600
+
+
+@pytest.mark.parametrize("variants", [3, 20])
+def test_a_long_legend_goes_below_the_axes_and_stays_inside_the_figure(variants):
+    rng = np.random.default_rng(0)
+    labels = [f"depth {d}, activation=sigmoid" for d in range(variants)]
+    fig = learning_curves({label: [_history(rng)] for label in labels}, palette(labels))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out
+    renderer = canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    page = fig.bbox
+    assert page.x0 <= legend.x0 and legend.x1 <= page.x1 and page.y0 <= legend.y0 and legend.y1 <= page.y1
+    axes = [ax.get_window_extent(renderer) for ax in fig.axes]
+    if variants + 2 > 12:  # train and test styles join the variants in the legend
+        assert legend.y1 <= min(a.y0 for a in axes) and fig.get_figheight() > 4.0
+    else:
+        assert legend.x0 >= max(a.x1 for a in axes)

@@ -88,7 +88,10 @@ def test_derivative_histograms_have_a_panel_per_layer_and_variant_in_fractions()
     values, edges, _ = axes[1].patches[0].get_data()  # relu, act1: everything at 0 or 1
     assert values[0] + values[-1] == pytest.approx(1.0)
     assert "not recorded" in [t.get_text() for t in axes[3].texts]  # relu has no act2
-    assert all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in axes)
+    top, bottom = axes[:2], axes[2:]
+    assert [ax.get_title() for ax in top] == ["sigmoid", "relu"] and not any(ax.get_title() for ax in bottom)
+    assert [ax.get_ylabel().split("\n")[0] for ax in axes[::2]] == ["act1", "act2"]  # a row's layer, left
+    assert all(ax.get_xlabel() == "f'(z)" for ax in bottom) and not any(ax.get_xlabel() for ax in top)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert Image.open(io.BytesIO(buffer.getvalue())).size[0] >= 600

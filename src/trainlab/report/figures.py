@@ -9,6 +9,7 @@ one frame; a frame with a ``run_id`` column is split into its runs.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ Runs = pd.DataFrame | Sequence[pd.DataFrame]
 
 WIDTH, ROW_HEIGHT = 10.0, 4.0  # inches: a figure row readable on a laptop
 SPLIT_STYLES = {"train": "--", "val": ":", "test": "-"}
+LEGEND_BESIDE = 12  # legend entries that fit beside a figure's axes; more go in columns below them
 SEPARATE_RATIO = 10.0  # gradient_distributions: one panel per variant when value ranges differ this much
 METRIC_NAMES = {"loss": "loss", "acc": "accuracy", "wall_time": "wall time", "epoch_time": "time per epoch",
                 "samples_per_s": "samples/s", "lr": "learning rate"}
@@ -321,24 +323,25 @@ def derivative_histograms(hist_by_label: Mapping[str, Runs], colours: Mapping[st
 
     Seeds are merged by re-binning onto edges spanning all of them; a recorded histogram spans
     ``[min(0, lowest), max(1, highest)]``, so sigmoid's [0, 0.25] and ReLU's {0, 1} read on one axis.
-    Each panel's title names its variant, so the figure has no legend.
+    A column's title names its variant and a row's label its layer, so the figure has no legend.
     """
     labels = list(hist_by_label)
-    fig = Figure(figsize=(max(WIDTH, 3.2 * len(labels)), 2.6 * len(layers) + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(WIDTH, 3.2 * len(labels)), 2.4 * len(layers) + 1.2), layout="constrained")
     axes = fig.subplots(len(layers), len(labels), squeeze=False, sharex=True)
     for row, layer in enumerate(layers):
         for column, label in enumerate(labels):
             ax = axes[row, column]
             merged = _last_histogram(_runs(hist_by_label[label]), layer, "derivative", "input")
-            title = f"{_name(label)}: {layer}"
             if merged is None:
                 ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes)
             else:
                 _, step, density, edges = merged
                 ax.stairs(density * np.diff(edges), edges, color=colours[label], lw=2, fill=True, alpha=0.6)
-                title += f", step {step}"
-            ax.set_title(title, fontsize="medium")
-            ax.set(xlabel="f'(z)", ylabel="fraction of inputs")
+                ax.text(0.5, 0.97, f"step {step}", ha="center", va="top", fontsize="small", transform=ax.transAxes)
+            if row == 0:
+                ax.set_title(textwrap.fill(_name(label), 30), fontsize="medium")
+            ax.set(xlabel="f'(z)" if row == len(layers) - 1 else "",
+                   ylabel=f"{layer}\nfraction of inputs" if column == 0 else "")
     fig.suptitle("Activation derivatives f'(z) at the last probed step (seeds merged)")
     return fig
 
@@ -460,7 +463,11 @@ def _legend(fig: Figure, labels: list[str], colours: Mapping[str, str], extra: S
         handles = [Patch(color=colours[label], label=_name(label)) if patches
                    else Line2D([], [], color=colours[label], lw=3, label=_name(label)) for label in labels]
     handles += extra
-    if handles:
+    if len(handles) > LEGEND_BESIDE:  # too tall beside the axes: in columns below them, the figure grown to fit
+        columns = min(4, math.ceil(len(handles) / LEGEND_BESIDE))
+        fig.set_figheight(fig.get_figheight() + 0.25 * math.ceil(len(handles) / columns))
+        fig.legend(handles=handles, loc="outside lower center", ncols=columns)
+    elif handles:
         fig.legend(handles=handles, loc="outside right upper")
 
 
