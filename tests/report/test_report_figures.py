@@ -284,3 +284,16 @@ def test_a_long_legend_goes_below_the_axes_and_stays_inside_the_figure(variants)
         assert legend.y1 <= min(a.y0 for a in axes) and fig.get_figheight() > 4.0
     else:
         assert legend.x0 >= max(a.x1 for a in axes)
+
+
+def test_band_figures_say_over_how_many_seeds():
+    fig = learning_curves(_histories(seeds=(3, 2)), palette(LABELS))
+    assert "mean over 2-3 seeds" in fig.get_suptitle()
+    fig = learning_curves(_histories(seeds=(2, 2)), palette(LABELS))
+    assert "mean over 2 seeds" in fig.get_suptitle()
+    rng = np.random.default_rng(0)
+    probes = {"relu": [_probes(rng) for _ in range(4)], "tanh": [_probes(rng)]}
+    title = stat_over_time(probes, palette(LABELS), LAYERS[0]).axes[0].get_title()
+    assert "mean over 1-4 seeds" in title
+    summary = pd.DataFrame({"label": LABELS, "test_acc_mean": [0.5, 0.6], "test_acc_ci": [0.1, 0.1], "n": [5, 5]})
+    assert "95% CI across 5 seeds" in final_metrics(summary, palette(LABELS)).axes[0].get_title()

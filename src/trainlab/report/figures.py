@@ -95,7 +95,8 @@ def learning_curves(histories_by_label: Mapping[str, Runs], colours: Mapping[str
     styles = [Line2D([], [], color="0.3", linestyle=style, lw=2, label=split)
               for split, style in SPLIT_STYLES.items() if split in splits]
     _legend(fig, list(histories), colours, styles)
-    fig.suptitle("Learning curves: mean over seeds, band = min-max across seeds")
+    fig.suptitle(f"Learning curves: mean over {_seeds(len(runs) for runs in histories.values())}, "
+                 "band = min-max across seeds")
     return fig
 
 
@@ -120,7 +121,8 @@ def iteration_curves(curves_by_label: Mapping[str, Runs], colours: Mapping[str, 
         name = _metric_name(metric)
         ax.set(title=name, xlabel="training step", ylabel=name)
     _legend(fig, list(curves), colours)
-    fig.suptitle("Per-iteration curves: mean over seeds, band = min-max across seeds")
+    fig.suptitle(f"Per-iteration curves: mean over {_seeds(len(runs) for runs in curves.values())}, "
+                 "band = min-max across seeds")
     return fig
 
 
@@ -138,7 +140,8 @@ def final_metrics(summary: pd.DataFrame, colours: Mapping[str, str], metric: str
     ax.bar_label(bars, labels=[f"{m:.3g}" for m in means], padding=3)
     ax.margins(y=0.12)
     name = _metric_name(metric)
-    ax.set(title=f"Final {name} per variant (error bars: 95% CI across seeds)", xlabel="variant", ylabel=name)
+    across = f" across {_seeds(summary['n'])}" if "n" in summary else " across seeds"
+    ax.set(title=f"Final {name} per variant (error bars: 95% CI{across})", xlabel="variant", ylabel=name)
     _legend(fig, labels, colours, patches=True)
     return fig
 
@@ -255,7 +258,7 @@ def stat_over_time(probes_by_label: Mapping[str, Runs], colours: Mapping[str, st
     tensor = _tensor(quantity)
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
-    drawn, values = [], []
+    drawn, values, seeds = [], [], []
     for label, runs in probes_by_label.items():
         series = []
         for run in _runs(runs):
@@ -267,12 +270,13 @@ def stat_over_time(probes_by_label: Mapping[str, Runs], colours: Mapping[str, st
             _mean_and_band(ax, series, colours[label], "-", _name(label))
             drawn.append(label)
             values.extend(series)
+            seeds.append(len(series))
     if not drawn:
         raise _no_layer(layer, quantity, [r for runs in probes_by_label.values() for r in _runs(runs)])
     if all((s > 0).all() for s in values):
         ax.set_yscale("log")
     what = f"{STAT_NAMES.get(stat, stat)} of {QUANTITY_NAMES.get(quantity, quantity)}"
-    ax.set(title=f"{what.capitalize()}, {layer}.{tensor} (mean over seeds, band = min-max)",
+    ax.set(title=f"{what.capitalize()}, {layer}.{tensor} (mean over {_seeds(seeds)}, band = min-max)",
            xlabel="training step", ylabel=what)
     _legend(fig, drawn, colours)
     return fig
@@ -298,18 +302,19 @@ def total_gradient_norm(probes_by_label: Mapping[str, Runs], colours: Mapping[st
     """
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
-    drawn, values = [], []
+    drawn, values, seeds = [], [], []
     for label, runs in probes_by_label.items():
         series = [s for s in (gradient_norm_per_epoch(r, steps_per_epoch[label]) for r in _runs(runs)) if len(s)]
         if series:
             _mean_and_band(ax, series, colours[label], "-", _name(label))
             drawn.append(label)
             values.extend(series)
+            seeds.append(len(series))
     if not drawn:
         raise UserError("no run has gradient norms; train with probes enabled")
     if all((s > 0).all() for s in values):
         ax.set_yscale("log")
-    ax.set(title="Total gradient norm per epoch (mean over seeds, band = min-max)", xlabel="epoch",
+    ax.set(title=f"Total gradient norm per epoch (mean over {_seeds(seeds)}, band = min-max)", xlabel="epoch",
            ylabel="L2 norm of all gradients (epoch mean)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _legend(fig, drawn, colours)
@@ -443,6 +448,16 @@ def _no_layer(layer: str | None, quantity: str, frames: list[pd.DataFrame]) -> U
         return UserError(f"no run has {quantity!r} probe data{f' for layer {layer!r}' if layer else ''}; "
                          "train with probes (and histograms) enabled")
     return unknown(f"layer with {quantity!r} data", layer, layers)
+
+
+def _seeds(counts: Iterable[int]) -> str:
+    """How many seeds stand behind each variant's line: "2 seeds", or "2-5 seeds" when variants differ."""
+    counts = sorted(int(c) for c in counts)
+    if not counts:
+        return "seeds"
+    low, high = counts[0], counts[-1]
+    span = f"{low}" if low == high else f"{low}-{high}"
+    return f"{span} seed{'' if span == '1' else 's'}"
 
 
 def _mean_and_band(ax: Axes, series: list[pd.Series], colour: str, style: str, label: str) -> None:
