@@ -280,3 +280,13 @@ def test_trained_sigmoid_mlp_has_vanishing_gradients_and_relu_does_not(trained):
     assert vanishing.numbers["ratio"] == pytest.approx(np.median(ratios["sigmoid"]))
     assert not of_kind(findings, "exploding_gradients")
     assert only(findings, "best_variant").label == "relu"
+
+
+def test_best_variant_says_a_tie_instead_of_crowning_the_first():
+    runs = make_runs([(label, seed, "done", {"test_acc": 1.0}) for label in ("a", "b", "c") for seed in (0, 1)]
+                     + [("d", 0, "done", {"test_acc": 0.5}), ("d", 1, "done", {"test_acc": 0.7})])
+    finding = only(find(runs, {}, {}), "best_variant")
+    assert finding.text == "a, b and c tie on the highest mean test accuracy, 1: no variant is best on it."
+    assert finding.numbers == {"best_mean": 1.0, "tied": 3.0}
+    runs.loc[runs["label"] == "c", "test_acc"] = 0.9  # two tie
+    assert only(find(runs, {}, {}), "best_variant").text.startswith("a and b tie on the highest")

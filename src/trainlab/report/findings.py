@@ -113,6 +113,13 @@ def _best_variant(runs: pd.DataFrame, metric: str) -> list[Finding]:
         return []
     c = compare(runs, metric)
     words = f"{'highest' if higher_is_better(metric) else 'lowest'} mean {_metric_words(metric)}"
+    means = done.groupby("label", sort=False, dropna=False)[metric].mean()
+    tied = [label for label, mean in means.items() if math.isclose(mean, c.best_mean, rel_tol=1e-12)]
+    if len(tied) > 1:  # no variant is best: say so rather than crown the first
+        names = ", ".join(_name(label) for label in tied[:-1]) + f" and {_name(tied[-1])}"
+        text = f"{names} tie on the {words}, {_g(c.best_mean)}: no variant is best on it."
+        return [Finding("best_variant", c.best, text, {"best_mean": c.best_mean, "tied": float(len(tied))},
+                        FIGURES["best_variant"])]
     text = (f"{_name(c.best)} has the {words}, {_value(c.best_mean, c.best_ci)} vs "
             f"{_name(c.runner_up)} {_value(c.runner_up_mean, c.runner_up_ci)}")
     numbers = {"best_mean": c.best_mean, "best_ci": c.best_ci, "best_n": float(c.best_n),
