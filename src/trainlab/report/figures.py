@@ -258,23 +258,17 @@ def stat_over_time(probes_by_label: Mapping[str, Runs], colours: Mapping[str, st
     tensor = _tensor(quantity)
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
-    drawn, values, seeds = [], [], []
+    series_by_label = {}
     for label, runs in probes_by_label.items():
-        series = []
+        series_by_label[label] = []
         for run in _runs(runs):
             rows = run[(run["layer"] == layer) & (run["tensor"] == tensor) & (run["quantity"] == quantity)
                        & (run["stat"] == stat)]
             if len(rows):
-                series.append(rows.set_index("step")["value"])
-        if series:
-            _mean_and_band(ax, series, colours[label], "-", _name(label))
-            drawn.append(label)
-            values.extend(series)
-            seeds.append(len(series))
+                series_by_label[label].append(rows.set_index("step")["value"])
+    drawn, seeds = _lines_with_bands(ax, series_by_label, colours)
     if not drawn:
         raise _no_layer(layer, quantity, [r for runs in probes_by_label.values() for r in _runs(runs)])
-    if all((s > 0).all() for s in values):
-        ax.set_yscale("log")
     what = f"{STAT_NAMES.get(stat, stat)} of {QUANTITY_NAMES.get(quantity, quantity)}"
     ax.set(title=f"{what.capitalize()}, {layer}.{tensor} (mean over {_seeds(seeds)}, band = min-max)",
            xlabel="training step", ylabel=what)
@@ -302,18 +296,11 @@ def total_gradient_norm(probes_by_label: Mapping[str, Runs], colours: Mapping[st
     """
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
-    drawn, values, seeds = [], [], []
-    for label, runs in probes_by_label.items():
-        series = [s for s in (gradient_norm_per_epoch(r, steps_per_epoch[label]) for r in _runs(runs)) if len(s)]
-        if series:
-            _mean_and_band(ax, series, colours[label], "-", _name(label))
-            drawn.append(label)
-            values.extend(series)
-            seeds.append(len(series))
+    drawn, seeds = _lines_with_bands(ax, {
+        label: [s for s in (gradient_norm_per_epoch(r, steps_per_epoch[label]) for r in _runs(runs)) if len(s)]
+        for label, runs in probes_by_label.items()}, colours)
     if not drawn:
         raise UserError("no run has gradient norms; train with probes enabled")
-    if all((s > 0).all() for s in values):
-        ax.set_yscale("log")
     ax.set(title=f"Total gradient norm per epoch (mean over {_seeds(seeds)}, band = min-max)", xlabel="epoch",
            ylabel="L2 norm of all gradients (epoch mean)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -458,6 +445,20 @@ def _seeds(counts: Iterable[int]) -> str:
     low, high = counts[0], counts[-1]
     span = f"{low}" if low == high else f"{low}-{high}"
     return f"{span} seed{'' if span == '1' else 's'}"
+
+
+def _lines_with_bands(ax: Axes, series_by_label: Mapping[str, list[pd.Series]],
+                      colours: Mapping[str, str]) -> tuple[list[str], list[int]]:
+    """:func:`_mean_and_band` of each variant that has series; y logarithmic when every value is positive.
+
+    Returns the variants drawn and their numbers of seeds.
+    """
+    drawn = [label for label, series in series_by_label.items() if series]
+    for label in drawn:
+        _mean_and_band(ax, series_by_label[label], colours[label], "-", _name(label))
+    if drawn and all((s > 0).all() for label in drawn for s in series_by_label[label]):
+        ax.set_yscale("log")
+    return drawn, [len(series_by_label[label]) for label in drawn]
 
 
 def _mean_and_band(ax: Axes, series: list[pd.Series], colour: str, style: str, label: str) -> None:
