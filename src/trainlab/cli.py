@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   trainlab summary --model vgg_cifar --input-shape 3,32,32
   trainlab plan study.yaml --scale quick
   trainlab run study.yaml --scale quick --set train.epochs=3
+  trainlab run 001-depth --scale medium --data-root cifar10-jpeg   # ends with its claims' verdicts
   trainlab run 001-depth --scale quick --data-root cifar10-jpeg --no-ensemble   # every seed on its own
   trainlab train --set train.device=cuda train.precision=bf16 train.channels_last=true
   trainlab studies                                          # the built-in studies and their run times
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, text in (("plan", "expand a study and show its runs without training"),
                        ("run", "train every run of a study that is not finished yet"),
-                       ("status", "state and final metrics of each run of a study")):
+                       ("status", "state and final metrics of each run of a study, and its claims' verdicts")):
         sub = commands.add_parser(name, help=text, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
         sub.add_argument("study", metavar="STUDY", help="a study YAML file or the name of a built-in study")
         sub.add_argument("--scale", metavar="NAME", help="a scale the study defines, e.g. quick or full")
@@ -280,18 +281,24 @@ def _model_spec(text: str) -> dict[str, Any] | str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from trainlab.study import plan_study
+    from trainlab.study.verdicts import statement
 
     spec, runs = plan_study(args.study, args.scale, _overrides_with_data_root(args))
     groups = pd.DataFrame([{"label": r.label or "base", **r.overrides} for r in runs]).drop_duplicates("label")
     seeds = sorted({r.seed for r in runs})
+    claims = [statement(claim) for claim in spec.claims]
+    adaptive = spec.adaptive
     if args.json:
         _print_json({"name": spec.name, "question": spec.question, "runs": len(runs), "seeds": seeds,
-                     "groups": groups.to_dict(orient="records"),
-                     "run_ids": [r.run_id for r in runs]})
+                     "max_seeds": adaptive.max if adaptive else len(seeds), "claims": claims,
+                     "groups": groups.to_dict(orient="records"), "run_ids": [r.run_id for r in runs]})
         return 0
     print(f"{spec.name}: {spec.question}".rstrip(": "))
-    print(f"{len(runs)} runs = {len(groups)} configurations x {len(seeds)} seeds {seeds}\n")
+    more = f"; seeds are added to undecided variants, up to {adaptive.max} each" if adaptive else ""
+    print(f"{len(runs)} runs = {len(groups)} configurations x {len(seeds)} seeds {seeds}{more}\n")
     print(groups.to_string(index=False))
+    if claims:
+        print("\nclaims:\n" + "\n".join(f"  {i}. {text}" for i, text in enumerate(claims, start=1)))
     return 0
 
 
@@ -311,9 +318,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         files = build_report(args.study, store=args.store, scale=args.scale, overrides=_overrides_with_data_root(args))
     report = files.html if files else None
     if args.json:
-        _print_json({"runs": result.runs.to_dict(orient="records"), "report": report and str(report)})
+        _print_json({"runs": result.runs.to_dict(orient="records"), "report": report and str(report),
+                     "claims": [v.as_dict() for v in result.verdicts]})
         return _exit_code(result.runs)
-    return _print_study(result.runs, False, report)
+    code = _print_study(result.runs, False, report)
+    _print_verdicts(result)
+    return code
 
 
 def _overrides_with_data_root(args: argparse.Namespace) -> list[str]:
@@ -370,17 +380,49 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from trainlab.study import study_status
+    from trainlab.study import load_study
+    from trainlab.study.run import status_rows
 
-    rows = study_status(args.study, args.scale, _overrides_with_data_root(args), store=args.store)
+    result = load_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store)
+    rows = status_rows(result)
     if args.json:
-        _print_json(rows)
+        _print_json({"runs": rows, "claims": [v.as_dict() for v in result.verdicts],
+                     "rounds": [{"seeds": r.counts, "added": r.added, "why": r.why} for r in result.rounds]})
         return 0
     frame = pd.DataFrame([{"run_id": r["run_id"], "label": r["label"] or "base", "seed": r["seed"],
                            "status": r["status"], "epochs": r["epochs"],
                            **{k: r["final"].get(k) for k in ("train_loss", "test_acc")}}
                           for r in rows])
-    return _print_study(frame, False)
+    code = _print_study(frame, False)
+    _print_verdicts(result)
+    return code
+
+
+def _print_verdicts(result) -> None:
+    """The claims' verdicts as a table, with the quote each tests, and how adaptive seeds were spent."""
+    from trainlab.study import verdict_table
+    from trainlab.study.verdicts import quotes
+
+    if not result.verdicts:
+        _print_rounds(result.rounds)
+        return
+    stats = result.spec.statistics
+    level = result.verdicts[0].level
+    looks = f", {result.spec.adaptive.looks} looks: each at {level:.3g}" if result.spec.adaptive else ""
+    print(f"\nclaims (family-wise error {stats.alpha:g}, Holm-corrected over {len(result.verdicts)}{looks}; "
+          f"{stats.confidence:.0%} bootstrap intervals):")
+    print(_table(verdict_table(result.verdicts)))
+    for numbers, quote in quotes(result.verdicts):
+        print(f"  {', '.join(map(str, numbers))}: \"{quote}\"")
+    _print_rounds(result.rounds)
+
+
+def _print_rounds(rounds: list) -> None:
+    """Which variants an adaptive study gave more seeds after each look, and why."""
+    for number, seed_round in enumerate(rounds[:-1], start=1):
+        print(f"  after round {number}: " + "; ".join(
+            f"{label} +{len(seeds)} seeds ({', '.join(seed_round.why[label])})"
+            for label, seeds in seed_round.added.items()))
 
 
 def _exit_code(frame: pd.DataFrame) -> int:

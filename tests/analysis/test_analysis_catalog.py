@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from trainlab.analysis.attribution import guided_backprop, saliency
-from trainlab.analysis.catalog import ANALYSES, AnalysisOptions
+from trainlab.analysis.catalog import ANALYSES, AnalysisOptions, equivariance_errors
 from trainlab.analysis.equivariance import rotate, shared_conv, shift
 from trainlab.analysis.neurons import interesting_channels, top_activations
 from trainlab.errors import UserError
@@ -220,6 +220,21 @@ def test_equivariance_of_a_chosen_layer_at_chosen_shifts_and_rotations(trained, 
     np.testing.assert_allclose(table.error, [d.item() for d in direct], rtol=1e-5)
     caption = ANALYSES["equivariance"].caption("equivariance_shift_2px", AnalysisOptions())
     assert caption == "feature maps of a shifted input vs shifted feature maps, and their difference (2px)"
+
+
+def test_equivariance_errors_for_claims_are_the_first_convs_relative_errors(trained):
+    store, run_id = trained
+    errors = equivariance_errors(RunStore(store), run_id)
+    model, data = _trained_model(store, run_id)
+    x = to_float(data.test.x[sample_indices(len(data.test), AnalysisOptions().images, 0)], data.mean, data.std)
+    with torch.no_grad():
+        conv1 = model[0]
+        plain = conv1(x)
+        step = x.shape[-1] // 8  # 12 px wide: a shift by 1
+        direct = {"shift": (conv1(shift(x, step, step)) - shift(plain, step, step)).abs().mean(),
+                  "rotate": (conv1(rotate(x, 1)) - rotate(plain, 1)).abs().mean()}
+    assert errors == pytest.approx({k: (v / plain.abs().mean()).item() for k, v in direct.items()}, rel=1e-5)
+    assert errors["shift"] < errors["rotate"]  # a convolution commutes with shifts, not with rotations
 
 
 def test_equivariance_of_report_002s_fresh_shared_conv(trained, capsys):

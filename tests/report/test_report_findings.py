@@ -3,12 +3,12 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from trainlab.config import load_config
 from trainlab.data import load_data
 from trainlab.probes.stats import PROBE_COLUMNS
 from trainlab.report.findings import Finding, find
-from trainlab.report.stats import compare
 from trainlab.train import fit
 
 LAYERS = ("fc1", "act1", "fc2", "act2", "out")  # forward order; fc1 is the first layer, out the last
@@ -212,27 +212,100 @@ def test_divergence_count_and_steps():
     assert only(find(runs, {}, {}), "divergence").numbers == {"diverged": 1, "runs": 1}
 
 
-def test_best_variant_numbers_and_text():
-    a, b = [0.910, 0.915, 0.912], [0.880, 0.890, 0.887]
-    runs = make_runs([("a", i, "done", {"test_acc": v}) for i, v in enumerate(a)]
-                     + [("b", i, "done", {"test_acc": v}) for i, v in enumerate(b)])
+def holm_by_hand(p):
+    """Holm's step-down: the k-th smallest of m p-values times (m - k + 1), kept non-decreasing, at most 1."""
+    out, running = {}, 0.0
+    for k, key in enumerate(sorted(p, key=p.get)):
+        running = max(running, min(1.0, (len(p) - k) * p[key]))
+        out[key] = running
+    return out
+
+
+def seeds_for_power(dz, alpha, power=0.8):
+    """The smallest n at which a two-sided paired t-test at ``alpha`` finds a true d_z with ``power``
+    (the power from the noncentral t distribution)."""
+    for n in range(2, 1001):
+        crit, nc = stats.t.ppf(1 - alpha / 2, n - 1), dz * math.sqrt(n)
+        if stats.nct.sf(crit, n - 1, nc) + stats.nct.cdf(-crit, n - 1, nc) >= power:
+            return n
+    return None
+
+
+def best_runs(metric, values):
+    """values: label -> {seed: value}."""
+    return make_runs([(label, seed, "done", {metric: v}) for label, by_seed in values.items()
+                      for seed, v in by_seed.items()])
+
+
+ACC = np.array([0.912, 0.905, 0.921, 0.899, 0.917])  # the best variant's five seeds
+
+
+def test_best_variant_better_than_the_others_with_holm_corrected_p():
+    b = ACC - np.array([0.050, 0.046, 0.052, 0.049, 0.055])
+    c = ACC - np.array([0.012, 0.004, 0.015, 0.006, 0.010])
+    runs = best_runs("test_acc", {label: dict(enumerate(v)) for label, v in (("a", ACC), ("b", b), ("c", c))})
     finding = only(find(runs, {}, {}), "best_variant")
-    c = compare(runs)
+    p = holm_by_hand({"b": stats.ttest_rel(ACC, b).pvalue, "c": stats.ttest_rel(ACC, c).pvalue})
+    assert p["b"] < 0.001 < p["c"] < 0.05  # the text writes the one as p<0.001, the other as p=...
+    ci = stats.t.ppf(0.975, 4) * ACC.std(ddof=1) / math.sqrt(5)
     assert finding.label == "a" and finding.figure == "final_metrics"
-    assert finding.numbers["best_mean"] == pytest.approx(np.mean(a))
-    assert finding.numbers["runner_up_mean"] == pytest.approx(np.mean(b))
-    assert finding.numbers["p_value"] == c.p_value
-    assert finding.text == (f"a has the highest mean test accuracy, {np.mean(a):.3g} ± {c.best_ci:.3g} vs "
-                            f"b {np.mean(b):.3g} ± {c.runner_up_ci:.3g} (95% CI over 3 seeds), "
-                            f"p={c.p_value:.3g}: distinguishable.")
+    assert finding.numbers == {"best_mean": pytest.approx(ACC.mean()), "best_ci": pytest.approx(ci),
+                               "best_n": 5.0,
+                               "p_adjusted[b]": pytest.approx(p["b"]), "p_adjusted[c]": pytest.approx(p["c"]),
+                               "better_than": 2.0}
+    assert finding.text == (
+        f"a has the highest mean test accuracy, {ACC.mean():.3g} ± {ci:.3g} (95% CI over 5 seeds); "
+        f"it is better than b (by {(ACC - b).mean():.3g}, p<0.001) and c (by {(ACC - c).mean():.3g}, "
+        f"p={p['c']:.3g}). Tests of a against each other variant: 2 paired t-tests, p Holm-corrected over 2.")
 
 
-def test_best_variant_overlapping_and_loss_metric():
-    runs = make_runs([("a", 0, "done", {"val_loss": 0.50}), ("a", 1, "done", {"val_loss": 0.60}),
-                      ("b", 0, "done", {"val_loss": 0.52}), ("b", 1, "done", {"val_loss": 0.62})])
+def test_best_variant_not_distinguishable_from_a_close_one_with_the_seeds_that_would_decide_it():
+    loss = np.array([0.41, 0.44, 0.39, 0.46, 0.42])  # lower is better
+    b = loss + np.array([0.050, 0.046, 0.052, 0.049, 0.055])  # clearly worse
+    c = loss + np.array([0.012, -0.004, 0.015, -0.006, 0.010])  # close
+    e = {7: 0.47, 8: 0.49, 9: 0.48}  # no seed shared with a: Welch
+    five = {label: dict(enumerate(v)) for label, v in (("a", loss), ("b", b), ("c", c))}
+    runs = best_runs("val_loss", {**five, "d": {0: 0.5}, "e": e})  # d: one seed, no test
     finding = only(find(runs, {}, {}, metric="val_loss"), "best_variant")
-    assert finding.label == "a" and "lowest mean validation loss" in finding.text
-    assert finding.text.endswith("; the 95% intervals overlap: not distinguishable.")
+    p = holm_by_hand({"b": stats.ttest_rel(loss, b).pvalue, "c": stats.ttest_rel(loss, c).pvalue,
+                      "e": stats.ttest_ind(loss, list(e.values()), equal_var=False).pvalue})
+    assert p["b"] < 0.001 < p["e"] < 0.05 < p["c"]
+    d = loss - c
+    interval = stats.bootstrap((d,), np.mean, confidence_level=0.95, method="BCa", n_resamples=9999,
+                               random_state=0).confidence_interval
+    assert interval.low < d.mean() < 0 < interval.high
+    needed = seeds_for_power(d.mean() / d.std(ddof=1), 0.05 / 3)  # alpha split over the 3 tests
+    assert needed > 5
+    ci = stats.t.ppf(0.975, 4) * loss.std(ddof=1) / math.sqrt(5)
+    assert finding.label == "a"
+    assert finding.numbers == {"best_mean": pytest.approx(loss.mean()), "best_ci": pytest.approx(ci),
+                               "best_n": 5.0,
+                               "p_adjusted[b]": pytest.approx(p["b"]), "p_adjusted[c]": pytest.approx(p["c"]),
+                               "p_adjusted[e]": pytest.approx(p["e"]), "better_than": 2.0}
+    e_mean = np.mean(list(e.values()))
+    assert finding.text == (
+        f"a has the lowest mean validation loss, {loss.mean():.3g} ± {ci:.3g} (95% CI over 5 seeds); "
+        f"it is better than b (by {(b - loss).mean():.3g}, p<0.001) and e (by {e_mean - loss.mean():.3g}, "
+        f"p={p['e']:.3g}); not distinguishable from c ({d.mean():.3g} [{interval.low:.3g}, "
+        f"{interval.high:.3g}], p={p['c']:.3g}; about {needed} seeds would decide it) "
+        f"and d (one seed of d: no test). "
+        f"Tests of a against each other variant: 2 paired t-tests and 1 Welch t-test, p Holm-corrected over 3.")
+
+
+def test_best_variant_close_without_shared_seeds_counts_seeds_for_welch():
+    a, b = [0.90, 0.93, 0.91, 0.92], [0.91, 0.89, 0.92, 0.90]  # seeds 0-3 and 4-7: nothing to pair
+    runs = best_runs("test_acc", {"a": dict(enumerate(a)), "b": dict(zip(range(4, 8), b))})
+    finding = only(find(runs, {}, {}), "best_variant")
+    p = stats.ttest_ind(a, b, equal_var=False).pvalue
+    effect = np.mean(a) - np.mean(b)
+    d = effect / math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)  # Cohen's d
+    needed = next(n for n in range(2, 1001)  # two-sample power from the noncentral t, alpha 0.05 over 1 test
+                  if stats.nct.sf(stats.t.ppf(0.975, 2 * n - 2), 2 * n - 2, d * math.sqrt(n / 2))
+                  + stats.nct.cdf(-stats.t.ppf(0.975, 2 * n - 2), 2 * n - 2, d * math.sqrt(n / 2)) >= 0.8)
+    assert p > 0.05 and needed > 4
+    assert finding.numbers["p_adjusted[b]"] == pytest.approx(p) and finding.numbers["better_than"] == 0.0
+    assert f"not distinguishable from b ({effect:.3g} [" in finding.text
+    assert f"], p={p:.3g}; about {needed} seeds would decide it). Tests of a against each other variant: 1 Welch" in finding.text
 
 
 def test_no_best_variant_claim_with_one_variant_or_one_finished():

@@ -129,7 +129,7 @@ def test_the_sections_show_what_the_runs_recorded(trained):
         rows = rows[(rows.quantity == "derivative") & (rows.layer == "act2") & (rows.stat == "mean")]
         lasts.append(rows.loc[rows.step == rows.step.max(), "value"].item())
     table = html.split("<h2>Activation derivatives</h2>")[1].split("</table>")[0]
-    row = re.search(r"<td>activation=sigmoid</td>\s*<td>act2</td>\s*<td>([^<]+)</td>", table)
+    row = re.search(r"<td[^>]*>activation=sigmoid</td>\s*<td[^>]*>act2</td>\s*<td[^>]*>([^<]+)</td>", table)
     assert float(row.group(1)) == pytest.approx(np.mean(lasts), rel=1e-2)  # the mean f'(z), 3 digits
     assert 0 < np.mean(lasts) <= 0.25
 

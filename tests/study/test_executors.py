@@ -155,7 +155,7 @@ def test_status_shows_a_worker_runs_epochs_while_it_trains(tmp_path, capsys):
 
     def status() -> dict:
         assert main(["status", str(path), "--store", str(store), "--json"]) == 0
-        [row] = json.loads(capsys.readouterr().out)
+        [row] = json.loads(capsys.readouterr().out)["runs"]
         return row
 
     seen = None

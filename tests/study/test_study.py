@@ -133,7 +133,7 @@ def test_status_lists_each_run_with_overrides_and_final_metrics(tmp_path, capsys
     path = tmp_path / "study.yaml"
     path.write_text(json.dumps(STUDY))
     assert main(["status", str(path), "--store", str(tmp_path), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(rows))
+    assert json.loads(capsys.readouterr().out) == {"runs": json.loads(json.dumps(rows)), "claims": [], "rounds": []}
     assert main(["plan", str(path), "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert plan["runs"] == 8 and len(plan["groups"]) == 4 and plan["seeds"] == [0, 1]

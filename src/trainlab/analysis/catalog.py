@@ -416,6 +416,26 @@ def _equivariance_results(ctx: Context, inputs: torch.Tensor) -> list[tuple[str,
     return results
 
 
+def equivariance_errors(store: RunStore, run_id: str) -> dict[str, float]:
+    """The trained model's relative equivariance error at its first convolution, on the analyses'
+    fixed test sample: ``shift`` (by 1/8 of the image width) and ``rotate`` (90 degrees); NaN
+    without a convolution. What claims on ``shift_error`` and ``rotation_error`` test."""
+    import torch
+
+    from trainlab.analysis.equivariance import equivariance
+
+    ctx = _context(store, run_id, AnalysisOptions())
+    first = next((name for name, module in ctx.model.named_modules() if isinstance(module, torch.nn.Conv2d)), None)
+    if first is None:
+        return {"shift": math.nan, "rotate": math.nan}
+    _, _, inputs = ctx.sample_inputs()
+    out = {}
+    for transform, amount in (("shift", max(1, inputs.shape[-1] // 8)), ("rotate", 1)):
+        frame = equivariance(ctx.model, inputs, transform=transform, amount=amount, layers=[first]).frame
+        out[transform] = float(frame["relative_error"].iloc[0]) if len(frame) else math.nan
+    return out
+
+
 def _confusion(ctx: Context) -> None:
     from trainlab.analysis.confusion import confusion_matrix, per_class_accuracy, plot_confusion, predict
 

@@ -32,10 +32,11 @@ from trainlab.probes.stats import TENSOR_STATS
 from trainlab.report import figures as figs
 from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
 from trainlab.report.findings import find
-from trainlab.report.stats import DEFAULT_METRICS, higher_is_better, summarize
+from trainlab.stats import DEFAULT_METRICS, higher_is_better, summarize
 from trainlab.store import DEFAULT_STORE, FINISHED, FileLock, RunStore
 from trainlab.study.report_sections import SECTIONS, section_options
-from trainlab.study.run import plan_study, study_results
+from trainlab.study.run import StudyResult, load_study
+from trainlab.study.verdicts import VERDICTS, quotes, verdict_table
 
 
 @dataclass
@@ -53,6 +54,7 @@ class StudyData:
     store: RunStore
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     colours: dict[str, str] = field(default_factory=dict)
+    result: StudyResult | None = None  # verdicts and seed rounds (None for studies compared side by side)
 
     @cached_property
     def inputs(self) -> dict[str, tuple[tuple[int, int, int], int, list[str]]]:
@@ -107,13 +109,15 @@ def collect(study: str | Path | dict[str, Any], scale: str | None = None, overri
             store: str | Path | RunStore = DEFAULT_STORE) -> StudyData:
     """Read a study's runs and everything recorded for them."""
     store = store if isinstance(store, RunStore) else RunStore(store)
-    spec, planned = plan_study(study, scale, overrides)
+    result = load_study(study, scale, overrides, store)
+    spec, planned = result.spec, result.planned
     options = section_options(spec.name, spec.report)
+    if (spec.claims or spec.adaptive) and "claims" not in options:  # verdicts, and where the seeds went
+        options = {**dict(list(options.items())[:1]), "claims": {}, **options}
     known = store.status_of([r.run_id for r in planned])
     if not known:
         raise UserError(f"study {spec.name!r} has no runs in store {str(store.root)!r}"
                         + (f" at scale {scale!r}" if scale else "") + "; train it first with `trainlab run`")
-    result = study_results(spec, planned, store)
     runs = result.runs.copy()
     runs["label"] = runs["label"].replace("", "base")
     runs["diverged_step"] = [store.get_run(r)["diverged_step"] if r in known else None for r in runs["run_id"]]
@@ -126,8 +130,9 @@ def collect(study: str | Path | dict[str, Any], scale: str | None = None, overri
     varied = [*dict.fromkeys(k for r in planned for k in r.overrides)]
     title = spec.name + (f" ({scale})" if scale else "")
     return StudyData(title, spec.question, runs, result.histories, {r: store.probes(r) for r in ids},
-                     {r: store.probe_histograms(r) for r in ids}, {r.run_id: r.config.to_dict() for r in planned},
-                     varied, store, options)
+                     {r: store.probe_histograms(r) for r in ids},
+                     {r.run_id: r.config.to_dict() for r in planned}, varied, store, options,
+                     result=result)
 
 
 # ----------------------------------------------------------------------------- sections
@@ -183,10 +188,60 @@ def _final_metrics(data: StudyData, options: dict) -> list:
     return blocks
 
 
+def _claims(data: StudyData, options: dict) -> list:
+    if data.result is None:
+        return [Text("Claims are judged within each study: see each study's own report.")]
+    verdicts = data.result.verdicts
+    if not verdicts:
+        return [Text("The study file states no claims.")] + _seed_rounds(data.result)
+    spec = data.result.spec
+    counts = pd.Series([v.verdict for v in verdicts]).value_counts()
+    text = ", ".join(f"{counts[v]} {v}" for v in VERDICTS if v in counts)
+    table = verdict_table(verdicts)
+    decided = {(i, "verdict") for i, v in enumerate(verdicts) if v.verdict != "undecided"}
+    caption = (f"Effect: the difference of means (left side minus right), the mean (against a number; its log10 "
+               f"for ratios) or Kendall's tau (trends), with its {spec.statistics.confidence:.0%} bootstrap "
+               f"interval. p: two-sided test ({_tests(verdicts)}), Holm-corrected over the study's "
+               f"{len(verdicts)} claims; a claim is decided at p < {verdicts[0].level:.3g}"
+               + (f" (family-wise {spec.statistics.alpha:g} over {spec.adaptive.looks} looks)" if spec.adaptive
+                  else "") + ". Seeds: finished runs per variant used by the test.")
+    blocks = [Text(f"{len(verdicts)} claims: {text}."), Table(table, caption, decided, ("verdict", "statement", "note"))]
+    blocks += [Text(f"Claim{'s' if len(numbers) > 1 else ''} {_numbers(numbers)} test{'' if len(numbers) > 1 else 's'}: "
+                    f"“{quote}”") for numbers, quote in quotes(verdicts)]
+    return blocks + _seed_rounds(data.result)
+
+
+def _numbers(numbers: list[int]) -> str:
+    return str(numbers[0]) if len(numbers) == 1 else ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+
+
+def _tests(verdicts: list) -> str:
+    return ", ".join(sorted({v.result.test for v in verdicts if v.result is not None})) or "none ran"
+
+
+def _seed_rounds(result: StudyResult) -> list:
+    """How an adaptive study spent its seeds: per round, the seeds added to which variants and why."""
+    if not result.spec.adaptive:
+        return []
+    seeds = result.spec.adaptive
+    done = result.runs[result.runs["status"] == "done"].groupby("label", sort=False).size()
+    lines = [f"Seeds were added until the claims were decided: {seeds.min} per variant first, then "
+             f"{seeds.step or seeds.min} at a time to the variants of undecided claims, up to {seeds.max}."]
+    for number, seed_round in enumerate(result.rounds[:-1], start=1):
+        lines.append(f"After round {number}: " + "; ".join(
+            f"{label or 'base'} +{len(added)} ({', '.join(seed_round.why[label])})"
+            for label, added in seed_round.added.items()) + ".")
+    lines.append("Finished runs per variant: " + ", ".join(f"{label or 'base'} {n}" for label, n in done.items()) + ".")
+    return [Text(line) for line in lines]
+
+
 def _findings(data: StudyData, options: dict) -> list:
     metric = options.get("metric", "test_acc")
     classes = {classes for _, classes, _ in data.inputs.values()}
-    found = find(data.runs, data.histories, data.probes, metric=metric, num_classes=max(classes or {10}))
+    spec = data.result.spec if data.result else None
+    level = spec.statistics.alpha / (spec.adaptive.looks if spec.adaptive else 1) if spec else 0.05
+    found = find(data.runs, data.histories, data.probes, metric=metric, num_classes=max(classes or {10}),
+                 alpha=level, method=spec.statistics.test if spec else "t")
     if not found:
         return [Text("Nothing stands out: no vanishing or exploding gradients, dead units, flat losses, "
                      "overfitting or divergence were detected.")]
@@ -365,6 +420,7 @@ def _analyses(data: StudyData, options: dict) -> list:
 BUILDERS: dict[str, Callable[[StudyData, dict], list]] = {  # the sections, titles and options: study.report_sections
     "question": _question,
     "variants": _variants,
+    "claims": _claims,
     "findings": _findings,
     "final_metrics": _final_metrics,
     "learning_curves": _learning_curves,

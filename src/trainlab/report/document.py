@@ -46,11 +46,16 @@ class Picture:
 
 @dataclass
 class Table:
-    """A table; cells in ``bold`` (pairs of row position and column name) are shown in bold."""
+    """A table; cells in ``bold`` (pairs of row position and column name) are shown in bold; the first
+    column and those in ``text`` are aligned left, the others (numbers) right."""
 
     frame: pd.DataFrame
     caption: str = ""
     bold: set[tuple[int, str]] = field(default_factory=set)
+    text: tuple[str, ...] = ()
+
+    def left(self, column: str) -> bool:
+        return column == self.frame.columns[0] or column in self.text
 
 
 @dataclass
@@ -88,7 +93,7 @@ h1{margin-bottom:.2em} .subtitle{color:#666;margin-top:0}
 nav ol{columns:2} section{margin-top:2.5em} img{max-width:100%;height:auto;border:1px solid #eee}
 figure{margin:1.5em 0} figcaption{color:#555;font-size:.92em}
 table{border-collapse:collapse;margin:1em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em;
-text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+text-align:right} th{background:#f4f4f4} td:first-child,th:first-child,.left{text-align:left}
 caption{caption-side:bottom;color:#555;font-size:.9em;padding-top:.3em;text-align:left}
 """
 
@@ -102,13 +107,15 @@ def _html_text(block: Text) -> str:
 
 
 def _html_table(block: Table) -> str:
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in block.frame.columns)
+    align = {c: ' class="left"' if block.left(c) else "" for c in block.frame.columns}
+    head = "".join(f"<th{align[c]}>{html.escape(str(c))}</th>" for c in block.frame.columns)
     rows = []
     for i, (_, row) in enumerate(block.frame.iterrows()):
         cells = []
         for column in block.frame.columns:
             value = html.escape(_cell(row[column]))
-            cells.append(f"<td><b>{value}</b></td>" if (i, column) in block.bold else f"<td>{value}</td>")
+            value = f"<b>{value}</b>" if (i, column) in block.bold else value
+            cells.append(f"<td{align[column]}>{value}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -145,7 +152,7 @@ def _md_escape(text: str) -> str:
 def _md_table(block: Table) -> str:
     columns = list(block.frame.columns)
     lines = ["| " + " | ".join(_md_escape(str(c)) for c in columns) + " |",
-             "|" + "|".join(":---" if i == 0 else "---:" for i in range(len(columns))) + "|"]
+             "|" + "|".join(":---" if block.left(c) else "---:" for c in columns) + "|"]
     for i, (_, row) in enumerate(block.frame.iterrows()):
         cells = [_md_escape(_cell(row[c])) for c in columns]
         cells = [f"**{v}**" if (i, c) in block.bold else v for v, c in zip(cells, columns)]

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from trainlab.report.stats import compare, higher_is_better
+from trainlab.probes.measures import dead_fractions, gradient_growth, gradient_ratio, parameterised_layers
+from trainlab.stats import Comparison, best_versus_rest, higher_is_better, mean_ci, seeds_needed
 
 VANISHING_RATIO = 1e-2  # first/last layer mean |weight gradient| below this: input side learns 100x slower
 EXPLODING_RATIO = 1e2  # ... above this: the input side gets 100x the output layer's gradient
@@ -50,12 +51,15 @@ class Finding:
 
 
 def find(runs: pd.DataFrame, histories: dict[str, pd.DataFrame], probes: dict[str, pd.DataFrame],
-         metric: str = "test_acc", num_classes: int = 10) -> list[Finding]:
+         metric: str = "test_acc", num_classes: int = 10, alpha: float = 0.05,
+         method: str = "t") -> list[Finding]:
     """All findings: the best variant on ``metric`` first, then each variant's in first-appearance order.
 
-    ``num_classes`` sets chance accuracy (``1 / num_classes``) for the not-training rule.
+    ``num_classes`` sets chance accuracy (``1 / num_classes``) for the not-training rule; ``alpha``
+    the family-wise error rate of the best variant's comparisons with the others, ``method`` their
+    test (:data:`trainlab.stats.METHODS`).
     """
-    findings = _best_variant(runs, metric)
+    findings = _best_variant(runs, metric, alpha, method)
     for label, group in runs.groupby("label", sort=False, dropna=False):
         probed = [probes[r] for r in group["run_id"] if r in probes and len(probes[r])]
         done = group.loc[group["status"] == "done", "run_id"]
@@ -71,68 +75,76 @@ def find(runs: pd.DataFrame, histories: dict[str, pd.DataFrame], probes: dict[st
     return findings
 
 
-# ----------------------------------------------------------------------------- per-run measures
-def parameterised_layers(probe: pd.DataFrame) -> list[str]:
-    """Layers with a weight gradient in first-appearance order: the network from input to output."""
-    return list(_select(probe, "grad", tensor="weight")["layer"].unique())
-
-
-def gradient_ratio(probe: pd.DataFrame) -> float:
-    """Median over probed steps of mean |weight gradient| of the first parameterised layer / the last's.
-
-    NaN with fewer than two parameterised layers.
-    """
-    layers = parameterised_layers(probe)
-    if len(layers) < 2:
-        return math.nan
-    grads = _select(probe, "grad", "abs_mean", "weight")
-    first, last = (grads[grads["layer"] == layer].set_index("step")["value"]
-                   for layer in (layers[0], layers[-1]))
-    return float((first / last).median())
-
-
-def gradient_growth(probe: pd.DataFrame) -> float:
-    """Gradient norm over all parameters at the last probed step / at the first (NaN with one step)."""
-    norms = _select(probe, "grad", "norm")
-    total = norms.groupby("step")["value"].apply(lambda v: math.sqrt(float(np.sum(v.to_numpy() ** 2))))
-    return float(total.iloc[-1] / total.iloc[0]) if len(total) >= 2 else math.nan
-
-
-def dead_fractions(probe: pd.DataFrame) -> pd.Series:
-    """Each activation layer's ``dead_frac`` at the last probed step that has one, in forward order."""
-    dead = _select(probe, "activation", "dead_frac")
-    return dead[dead["step"] == dead["step"].max()].set_index("layer")["value"]
-
-
 # ----------------------------------------------------------------------------- rules
-def _best_variant(runs: pd.DataFrame, metric: str) -> list[Finding]:
+def _best_variant(runs: pd.DataFrame, metric: str, alpha: float, method: str) -> list[Finding]:
     if metric not in runs.columns:
         return []
     done = runs[(runs["status"] == "done") & runs[metric].notna()]
     if done["label"].nunique(dropna=False) < 2:
         return []
-    c = compare(runs, metric)
+    comparisons = best_versus_rest(runs, metric, alpha=alpha, method=method)
+    best, best_mean = comparisons[0].best, comparisons[0].best_mean
     words = f"{'highest' if higher_is_better(metric) else 'lowest'} mean {_metric_words(metric)}"
     means = done.groupby("label", sort=False, dropna=False)[metric].mean()
-    tied = [label for label, mean in means.items() if math.isclose(mean, c.best_mean, rel_tol=1e-12)]
+    tied = [label for label, mean in means.items() if math.isclose(mean, best_mean, rel_tol=1e-12)]
     if len(tied) > 1:  # no variant is best: say so rather than crown the first
-        names = ", ".join(_name(label) for label in tied[:-1]) + f" and {_name(tied[-1])}"
-        text = f"{names} tie on the {words}, {_g(c.best_mean)}: no variant is best on it."
-        return [Finding("best_variant", c.best, text, {"best_mean": c.best_mean, "tied": float(len(tied))},
-                        FIGURES["best_variant"])]
-    text = (f"{_name(c.best)} has the {words}, {_value(c.best_mean, c.best_ci)} vs "
-            f"{_name(c.runner_up)} {_value(c.runner_up_mean, c.runner_up_ci)}")
-    numbers = {"best_mean": c.best_mean, "best_ci": c.best_ci, "best_n": float(c.best_n),
-               "runner_up_mean": c.runner_up_mean, "runner_up_ci": c.runner_up_ci,
-               "runner_up_n": float(c.runner_up_n)}
-    if c.p_value is not None:  # both variants have an interval
-        seeds = _seeds(c.best_n) if c.best_n == c.runner_up_n else f"{c.best_n} and {c.runner_up_n} seeds"
-        text += f" ({c.confidence:.0%} CI over {seeds})"
-        if not math.isnan(c.p_value):  # NaN: both samples constant
-            text += f", p={_g(c.p_value)}"
-            numbers["p_value"] = c.p_value
-    text += ": distinguishable." if c.distinguishable else f"; {c.reason}: not distinguishable."
-    return [Finding("best_variant", c.best, text, numbers, FIGURES["best_variant"])]
+        return [_tie(tied, words, best_mean)]
+    mean, ci, n = mean_ci(done.loc[done["label"] == best, metric])
+    text = f"{_name(best)} has the {words}, {_value(mean, ci)}" + (f" (95% CI over {_seeds(n)})" if n > 1 else "")
+    numbers = {"best_mean": mean, "best_ci": ci, "best_n": float(n)}
+    tested = [c for c in comparisons if c.result is not None]
+    text += _against_the_rest(comparisons, alpha)
+    numbers |= {f"p_adjusted[{c.other}]": c.p_adjusted for c in tested}
+    numbers["better_than"] = float(sum(c.decided for c in tested))
+    return [Finding("best_variant", best, text + ".", numbers, FIGURES["best_variant"])]
+
+
+def _against_the_rest(comparisons: list[Comparison], alpha: float) -> str:
+    """The best variant's comparisons with the others in words: which it beats, which not (yet), and the test."""
+    tested = [c for c in comparisons if c.result is not None]
+    better = [c for c in tested if c.decided]
+    unclear = [c for c in comparisons if not c.decided]
+    text = ""
+    if better:
+        text += "; it is better than " + _listed([f"{_name(c.other)} (by {_g(abs(c.result.effect))}, "
+                                                  f"{_p(c.p_adjusted)})" for c in better])
+    if unclear:
+        text += "; not distinguishable from " + _listed([_undecided(c, alpha, len(tested)) for c in unclear])
+    if tested:
+        kinds = pd.Series([c.result.test for c in tested]).value_counts(sort=False)
+        tests = " and ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in kinds.items())
+        text += (f". Tests of {_name(comparisons[0].best)} against each other variant: {tests}, p Holm-corrected "
+                 f"over {len(tested)}")
+    return text
+
+
+def _tie(tied: list[str], words: str, mean: float) -> Finding:
+    names = ", ".join(_name(label) for label in tied[:-1]) + f" and {_name(tied[-1])}"
+    text = f"{names} tie on the {words}, {_g(mean)}: no variant is best on it."
+    return Finding("best_variant", tied[0], text, {"best_mean": mean, "tied": float(len(tied))},
+                   FIGURES["best_variant"])
+
+
+def _undecided(c: Comparison, alpha: float, family: int) -> str:
+    """An undecided comparison in words: the difference, its interval, p and the seeds that would decide it."""
+    if c.result is None:
+        return f"{_name(c.other)} ({c.reason})"
+    r = c.result
+    words = f"{_name(c.other)} ({_g(r.effect)} [{_g(r.low)}, {_g(r.high)}], {_p(c.p_adjusted)}"
+    needed = seeds_needed(r.standardized, alpha / family, r.paired)
+    return words + (f"; about {needed} seeds would decide it)" if needed and needed > r.n else ")")
+
+
+def _listed(items: list[str], most: int = 4) -> str:
+    """``a, b and c``; beyond ``most`` items, the rest counted."""
+    if len(items) > most:
+        items = [*items[:most], f"{len(items) - most} more"]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+def _p(p: float) -> str:
+    """``p=0.0123``, or ``p<0.001``."""
+    return "p<0.001" if p < 0.001 else f"p={_g(p)}"
 
 
 def _divergence(label: str, group: pd.DataFrame) -> list[Finding]:
@@ -232,17 +244,6 @@ def _dead_units(label: str, probed: list[pd.DataFrame]) -> list[Finding]:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _select(probe: pd.DataFrame, quantity: str, stat: str | None = None,
-            tensor: str | None = None) -> pd.DataFrame:
-    """A probe frame's rows of one quantity, optionally of one stat and one tensor."""
-    keep = probe["quantity"] == quantity
-    if stat is not None:
-        keep &= probe["stat"] == stat
-    if tensor is not None:
-        keep &= probe["tensor"] == tensor
-    return probe[keep]
-
-
 def _mean_curve(histories: list[pd.DataFrame]) -> pd.DataFrame:
     """Per-epoch means over runs (index: epoch), up to the last epoch that every run reached."""
     last = min(h["epoch"].max() for h in histories)

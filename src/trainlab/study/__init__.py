@@ -3,7 +3,8 @@
 from trainlab.lazy import lazy_getattr
 
 _HOMES = {
-    "StudyResult": "run", "plan_study": "run", "run_study": "run", "study_status": "run",
+    "StudyResult": "run", "load_study": "run", "plan_study": "run", "run_study": "run", "study_status": "run",
+    "Verdict": "verdicts", "verdict_table": "verdicts",
     "PlannedRun": "spec", "StudySpec": "spec", "builtin_studies": "spec", "expand": "spec", "read_study": "spec",
 }
 

@@ -8,7 +8,7 @@ epoch ends, so the store shows their runs' progress while they train. A worker t
 study carries on with the others. A worker never outlives its driver (:func:`_exit_with_driver`).
 
 Executors take jobs from an iterable as they start them, so the caller can claim each job
-(:mod:`trainlab.study.claims`) just before it trains.
+(:mod:`trainlab.study.locks`) just before it trains.
 """
 
 from __future__ import annotations

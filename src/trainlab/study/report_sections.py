@@ -22,6 +22,7 @@ class SectionKind(NamedTuple):
 SECTIONS: dict[str, SectionKind] = {
     "question": SectionKind("Question"),
     "variants": SectionKind("What varies"),
+    "claims": SectionKind("Claims and verdicts"),
     "findings": SectionKind("Findings", ("metric",)),
     "final_metrics": SectionKind("Final metrics", ("metric", "metrics")),
     "learning_curves": SectionKind("Learning curves"),

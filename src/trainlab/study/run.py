@@ -2,14 +2,14 @@
 
 Finished runs are skipped, interrupted ones resume from their checkpoint, failed ones are
 tried again; a run that fails is recorded ``failed`` with the reason and the study carries on.
-Runs another process is training are left to it and waited for (:mod:`trainlab.study.claims`).
+Runs another process is training are left to it and waited for (:mod:`trainlab.study.locks`).
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +19,43 @@ from tqdm.auto import tqdm
 from trainlab.data import ImageData, load_data
 from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
-from trainlab.study.claims import Claims
+from trainlab.study.adaptive import SeedRound, seed_rounds
 from trainlab.study.executors import EXECUTORS, Task, data_key, run_in_processes, run_locally, run_on_ray
+from trainlab.study.locks import RunLocks
 from trainlab.study.report_sections import section_options
-from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study
+from trainlab.study.spec import PlannedRun, StudySpec, expand, read_study, resolve_claims
+from trainlab.study.verdicts import Verdict, claim_values, judge
 from trainlab.train.bookkeeping import METRICS
 from trainlab.train.ensemble import ensemble_groups, ensemble_pays
 from trainlab.train.fit import stored_history
 from trainlab.train.loop import resolve_device
 from trainlab.train.record import Recorder
 
+ENDED = (*FINISHED, "failed")  # statuses of runs that a study does not train again by itself
+
 
 @dataclass
 class StudyResult:
-    """A study's runs: ``runs`` has one row per run (label, seed, status, varied keys, final metrics)."""
+    """A study's runs: ``runs`` has one row per run (label, seed, status, varied keys, final metrics);
+    ``verdicts`` one per claim; ``rounds`` the looks of an adaptive study (:mod:`trainlab.study.adaptive`)."""
 
     spec: StudySpec
     runs: pd.DataFrame
     histories: dict[str, pd.DataFrame]
+    verdicts: list[Verdict] = field(default_factory=list)
+    rounds: list[SeedRound] = field(default_factory=list)
+    planned: list[PlannedRun] = field(default_factory=list, repr=False)
 
 
 def plan_study(
     study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None
 ) -> tuple[StudySpec, list[PlannedRun]]:
     """Read and expand a study without training: every run and the report sections validated."""
-    spec = read_study(study)
+    spec = read_study(study).at_scale(scale)
     section_options(spec.name, spec.report)
-    return spec, expand(spec, scale, overrides)
+    runs = expand(spec, scale, overrides)
+    resolve_claims(spec, runs)
+    return spec, runs
 
 
 def run_study(
@@ -83,18 +93,52 @@ def run_study(
     todo = _register(spec, runs, store)
     bar = tqdm(total=len(runs), initial=len(runs) - len(todo), desc=spec.name, unit="run",
                disable=not progress, dynamic_ncols=True)
-    show = _show_progress(bar, todo)
+    names: dict[str, str] = {}
+    skipped = {r.run_id for r in runs} - {r.run_id for r in todo}
+    show = _show_progress(bar, names, skipped)
 
     def changed(recorder: Recorder) -> None:
-        claims.release(recorder.ended)  # a run that ended here is free for others at once
+        locks.release(recorder.ended)  # a run that ended here is free for others at once
         show(recorder)
 
-    with bar, Claims(store) as claims, Recorder(store, on_change=changed) as recorder:
-        claims.train(todo, lambda runs: _jobs(runs, loaded, ensemble),
-                     _executor(executor, recorder, loaded, workers, address, progress),
-                     lambda waiting: bar.set_postfix_str(f"waiting for {len(waiting)} runs of others"))
+    with bar, RunLocks(store) as locks, Recorder(store, on_change=changed) as recorder:
+        execute = _executor(executor, recorder, loaded, workers, address, progress)
+
+        def train(todo: list[PlannedRun]) -> None:
+            names.update({r.run_id: f"{r.label or 'base'} seed {r.seed}" for r in todo})
+            locks.train(todo, lambda runs: _jobs(runs, loaded, ensemble), execute,
+                        lambda waiting: bar.set_postfix_str(f"waiting for {len(waiting)} runs of others"))
+
+        train(todo)
+        if spec.adaptive:
+            runs = _seeds_until_decided(spec, scale, overrides, runs, store, train, bar, skipped)
     _warn_failed(recorder.ended)
     return study_results(spec, runs, store)
+
+
+def _seeds_until_decided(spec: StudySpec, scale: str | None, overrides: list[str] | dict | None,
+                         runs: list[PlannedRun], store: RunStore, train: Callable[[list[PlannedRun]], None],
+                         bar: tqdm, skipped: set[str]) -> list[PlannedRun]:
+    """Add seeds round by round (:mod:`trainlab.study.adaptive`) and train them; all the study's runs.
+
+    Each run trains at most once here; runs already finished (an earlier call) go into ``skipped``.
+    """
+    attempted = {r.run_id for r in runs}
+    while True:
+        wanted = study_results(spec, runs, store).rounds[-1].added
+        have = {(r.label, r.seed) for r in runs}
+        new = [r for r in expand(spec, scale, overrides, seeds=wanted) if (r.label, r.seed) not in have]
+        runs = runs + new
+        unfinished = _register(spec, [r for r in runs if r.seed in wanted.get(r.label, ())], store)
+        todo = [r for r in unfinished if r.run_id not in attempted]
+        if not new and not todo:
+            return runs
+        bar.total += len(new)
+        skipped |= {r.run_id for r in new} - {r.run_id for r in unfinished}
+        bar.refresh()
+        attempted |= {r.run_id for r in todo}
+        if todo:
+            train(todo)
 
 
 def _executor(name: str, recorder: Recorder, loaded: dict[str, ImageData], workers: int | None,
@@ -141,13 +185,12 @@ def _jobs(todo: list[PlannedRun], loaded: dict[str, ImageData], ensemble: bool) 
     return jobs
 
 
-def _show_progress(bar: tqdm, todo: list[PlannedRun]) -> Callable[[Recorder], None]:
-    """A recorder's ``on_change`` that keeps ``bar`` at the runs finished and names those training."""
-    names = {r.run_id: f"{r.label or 'base'} seed {r.seed}" for r in todo}
-    before = bar.n
+def _show_progress(bar: tqdm, names: dict[str, str], skipped: set[str]) -> Callable[[Recorder], None]:
+    """A recorder's ``on_change`` that keeps ``bar`` at the runs finished (``skipped``: finished before)
+    and names those training (``names``: run id -> name, filled as runs are given to train)."""
 
     def show(recorder: Recorder) -> None:
-        bar.n = before + len(recorder.ended)
+        bar.n = len(skipped) + len(recorder.ended)
         bar.set_postfix_str("running: " + "; ".join(names[r] for r in recorder.running))
 
     return show
@@ -174,7 +217,51 @@ def study_results(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> S
                 row |= {k: v for k, v in history.iloc[-1].items() if k != "epoch"}
                 row["epochs"] = int(history["epoch"].iloc[-1])
         rows.append(row)
-    return StudyResult(spec, pd.DataFrame(rows), histories)
+    frame = pd.DataFrame(rows)
+    return StudyResult(spec, frame, histories, *_verdicts(spec, runs, frame, store), runs)
+
+
+def load_study(study: str | Path | dict[str, Any], scale: str | None = None,
+               overrides: list[str] | dict | None = None,
+               store: str | Path | RunStore = DEFAULT_STORE) -> StudyResult:
+    """A study's runs as the store has them (seeds an adaptive study added included) and its claims'
+    verdicts, without training."""
+    spec, runs = plan_study(study, scale, overrides)
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    return study_results(spec, with_added_seeds(spec, runs, scale, overrides, store), store)
+
+
+def _verdicts(spec: StudySpec, runs: list[PlannedRun], frame: pd.DataFrame,
+              store: RunStore) -> tuple[list[Verdict], list[SeedRound]]:
+    """The claims' verdicts on the stored results, and the rounds of seeds of an adaptive study."""
+    claims = resolve_claims(spec, runs)
+    metric = findings_metric(spec)
+    metrics = {c.claim.metric for c in claims} | ({metric} if spec.adaptive and not claims else set())
+    values = claim_values(frame, metrics, store)
+    if not spec.adaptive:
+        return judge(spec, claims, values), []
+    ended = {(label, seed) for label, seed, status in zip(frame["label"], frame["seed"], frame["status"])
+             if status in ENDED}
+    labels = list(dict.fromkeys(frame["label"]))
+    rounds = seed_rounds(spec, claims, values, labels, lambda label, seed: (label, seed) in ended, metric)
+    return rounds[-1].verdicts, rounds
+
+
+def findings_metric(spec: StudySpec) -> str:
+    """The metric the study's findings rank variants by (the findings section's ``metric``, else test_acc)."""
+    return section_options(spec.name, spec.report).get("findings", {}).get("metric", "test_acc")
+
+
+def with_added_seeds(spec: StudySpec, runs: list[PlannedRun], scale: str | None,
+                     overrides: list[str] | dict | None, store: RunStore) -> list[PlannedRun]:
+    """``runs`` and the seeds an adaptive study added to them that the store has (:mod:`trainlab.study.adaptive`)."""
+    if not spec.adaptive or spec.adaptive.max == spec.adaptive.min:
+        return runs
+    labels = dict.fromkeys(r.label for r in runs)
+    extra = expand(spec, scale, overrides, seeds={label: list(range(spec.adaptive.min, spec.adaptive.max))
+                                                  for label in labels})
+    known = store.status_of([r.run_id for r in extra])
+    return runs + [r for r in extra if r.run_id in known]
 
 
 def study_status(
@@ -183,11 +270,14 @@ def study_status(
 ) -> list[dict[str, Any]]:
     """Each run's ``run_id``, ``status``, ``epochs`` recorded so far (a running run's too),
     ``overrides`` (dotted key -> value) and ``final`` metrics (those of its last recorded epoch)."""
-    spec, runs = plan_study(study, scale, overrides)
-    store = store if isinstance(store, RunStore) else RunStore(store)
-    frame = study_results(spec, runs, store).runs
+    return status_rows(load_study(study, scale, overrides, store))
+
+
+def status_rows(result: StudyResult) -> list[dict[str, Any]]:
+    """:func:`study_status`'s rows of a study already loaded (:func:`load_study`)."""
+    frame = result.runs
     out = []
-    for run, (_, row) in zip(runs, frame.iterrows()):
+    for run, (_, row) in zip(result.planned, frame.iterrows()):
         final = {m: float(row[m]) for m in METRICS if m in frame.columns and pd.notna(row[m])}
         epochs = int(row["epochs"]) if "epochs" in frame.columns and pd.notna(row["epochs"]) else 0
         out.append({"run_id": run.run_id, "label": run.label, "seed": run.seed, "status": row["status"],
