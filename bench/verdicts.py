@@ -146,8 +146,8 @@ def _readme_column(records: dict[str, dict]) -> None:
             counts: dict[str, int] = {}
             for claim in record["claims"] if record else []:
                 counts[claim["verdict"]] = counts.get(claim["verdict"], 0) + 1
-            medium = (f"{_minutes(record)} min: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-                      if record else "not run yet")
+            verdicts = ", ".join(f"{n} {v}" for v, n in counts.items()) or "claims judged at full scale only"
+            medium = f"{_minutes(record)} min: {verdicts}" if record else "not run yet"
             line = f"| `{match.group(1)}` |{match.group(2)}| {match.group(3)} | {match.group(4)} | {medium} | {match.group(6)} |"
         rows.append(line)
     readme.write_text("\n".join(rows))
@@ -156,7 +156,7 @@ def _readme_column(records: dict[str, dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["run", "docs"])
-    parser.add_argument("names", nargs="*", help="built-in study names, or `all`")
+    parser.add_argument("names", nargs="*", help="built-in study names, or `all` (those that have the scale)")
     parser.add_argument("--scale", default="medium")
     parser.add_argument("--rejudge", action="store_true",
                         help="judge studies with a result file again on their stored runs (after a claim changed)")
@@ -166,9 +166,10 @@ def main() -> None:
     if args.action == "docs":
         docs(args.scale)
         return
-    from trainlab.study.spec import STUDIES_DIR
+    from trainlab.study import builtin_studies
 
-    names = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml")) if args.names == ["all"] else args.names
+    names = (sorted(spec.name for spec in builtin_studies() if args.scale in spec.scales) if args.names == ["all"]
+             else args.names)
     run(names, args.scale, args.store, args.rejudge)
 
 

@@ -27,8 +27,9 @@ def test_every_builtin_study_is_listed_and_expands_at_every_scale(capsys):
     assert sorted(specs) == NAMES  # each file's name is its study's name
     for name, spec in specs.items():
         assert spec.question and spec.source, name
+        assert spec.claims, name  # every study states what its report claims
         if name != "quickstart":
-            assert "quick" in spec.scales, name
+            assert {"quick", "medium"} <= set(spec.scales), name
         for scale in [None, *spec.scales]:
             _, runs = plan_study(name, scale)
             assert runs and len({r.run_id for r in runs}) == len(runs), (name, scale)
