@@ -31,6 +31,8 @@ EXAMPLES = """examples:
   trainlab run 001-depth --scale medium --data-root cifar10-jpeg   # ends with its claims' verdicts
   trainlab run 001-depth --scale quick --data-root cifar10-jpeg --no-ensemble   # every seed on its own
   trainlab train --set train.device=cuda train.precision=bf16 train.channels_last=true
+  trainlab run examples/custom-model/study.yaml             # your own network (docs/your-own-code.md)
+  trainlab train --set model.kind=python model.target=nets.py:TinyNet model.args.width=32
   trainlab studies                                          # the built-in studies and their run times
   trainlab status study.yaml --json
 """
@@ -122,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     summary = commands.add_parser("summary", help="layer table of a model: shapes and parameter counts")
     summary.add_argument("--model", required=True, metavar="SPEC",
                          help="a kind or preset name (mlp, cnn, resnet, vgg_cifar), a YAML file, or inline YAML "
-                              "such as '{kind: mlp, hidden: [64, 64]}'")
+                              "such as '{kind: mlp, hidden: [64, 64]}' or '{kind: torchvision, name: resnet18}'")
     summary.add_argument("--input-shape", default="3,32,32", metavar="C,H,W", help="input shape (default 3,32,32)")
     summary.add_argument("--num-classes", type=int, default=10, help="number of classes (default 10)")
     summary.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",

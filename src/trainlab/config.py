@@ -21,6 +21,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from trainlab.errors import UserError, did_you_mean
 from trainlab.models.kinds import KINDS
 from trainlab.models.presets import PRESETS
+from trainlab.usercode import anchor_study_targets, anchored, target_identity
 
 DATASETS = ("cifar10", "mnist", "fashion_mnist", "gurmukhi", "imagefolder", "digits", "synthetic")
 ACTIVATIONS = (
@@ -192,7 +193,11 @@ class ResStage(Section):
 
 
 class ModelConfig(Section):
-    """The network: ``kind`` mlp, cnn, resnet (or one added with ``register_model``) or a preset name.
+    """The network: ``kind`` mlp, cnn, resnet, python, torchvision (or one added with ``register_model``) or a preset name.
+
+    ``python`` calls the user's ``target`` (``FILE.py:NAME`` or ``module:NAME``) with
+    ``input_shape``, ``num_classes`` and ``args``; ``torchvision`` builds torchvision's ``name``
+    with ``args`` (docs/your-own-code.md).
 
     ``hidden`` applies to mlp; ``blocks`` and ``fc`` to cnn; ``stem_channels``, ``stages``,
     ``shortcut`` and ``block_padding`` to resnet; activation, dropout, batch norm, init and output
@@ -231,6 +236,9 @@ class ModelConfig(Section):
     )
     shortcut: Literal["identity", "projection", "conv"] = "projection"
     block_padding: Literal["same", "valid"] = "same"
+    target: str | None = None
+    name: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -249,10 +257,29 @@ class ModelConfig(Section):
             raise ValueError(f"unknown model kind {value!r}{did_you_mean(value, valid)}; valid choices: {', '.join(valid)}")
         return value
 
+    @property
+    def display_name(self) -> str:
+        """The network's name for people: the target's callable, the torchvision name, the preset or the kind."""
+        if self.kind == "python":
+            return self.target.rpartition(":")[2]
+        return self.name if self.kind == "torchvision" else self.preset or self.kind
+
+    @field_validator("target")
+    @classmethod
+    def _absolute_target(cls, value: str | None) -> str | None:
+        """A relative file target is taken from the working directory (study and config files anchor theirs)."""
+        return None if value is None else anchored(value, Path.cwd())
+
     @model_validator(mode="after")
-    def _cnn_needs_blocks(self) -> ModelConfig:
+    def _kind_needs_its_fields(self) -> ModelConfig:
         if self.kind == "cnn" and not self.blocks:
             raise ValueError("a cnn needs at least one entry in model.blocks, e.g. [{channels: 32}]")
+        if self.kind == "python" and not self.target:
+            raise ValueError("kind python needs model.target: FILE.py:NAME or MODULE:NAME, e.g. 'nets.py:TinyNet'")
+        if self.kind == "torchvision" and not self.name:
+            raise ValueError("kind torchvision needs model.name, e.g. resnet18")
+        if (self.target or self.args) and self.kind not in ("python", "torchvision"):
+            raise ValueError(f"model.target and model.args are for kind python or torchvision, not {self.kind!r}")
         return self
 
 
@@ -378,6 +405,8 @@ class RunConfig(Section):
         for (section, key), before in LATER_FIELDS.items():
             if identity[section][key] == before:
                 del identity[section][key]
+        if self.model.target:  # the code itself, not where it lies on this machine
+            identity["model"]["target"] = target_identity(self.model.target)
         data = identity["data"]
         if data["scaling"] in ("per_channel", "unit"):  # what the older key normalize said
             data["normalize"] = data.pop("scaling") == "per_channel"
@@ -404,6 +433,9 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("probes", "derivatives"): False,
     ("probes", "output_grads"): False,
     ("probes", "curve_every"): None,
+    ("model", "target"): None,
+    ("model", "name"): None,
+    ("model", "args"): {},
 }
 
 
@@ -558,7 +590,10 @@ def load_config(
     """Build a :class:`RunConfig` from a YAML path, a dict or nothing (defaults), plus overrides."""
     if isinstance(source, RunConfig):
         source = source.to_dict()
-    raw = read_yaml(source) if isinstance(source, (str, Path)) else copy.deepcopy(source or {})
+    if isinstance(source, (str, Path)):
+        raw = anchor_study_targets(read_yaml(source), Path(source).resolve().parent)
+    else:
+        raw = copy.deepcopy(source or {})
     if overrides:
         raw = apply_overrides(raw, overrides)
     return validate(raw)

@@ -29,7 +29,7 @@ def assert_same(a: nn.Module, b: nn.Module) -> None:
 
 
 def test_model_names_are_kinds_and_presets() -> None:
-    assert model_names() == ["mlp", "cnn", "resnet", *PRESETS]
+    assert model_names() == ["mlp", "cnn", "resnet", "python", "torchvision", *PRESETS]
 
 
 def test_preset_from_name_dict_and_config_are_equal() -> None:

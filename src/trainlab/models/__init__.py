@@ -13,6 +13,7 @@ from trainlab.lazy import lazy_getattr
 if TYPE_CHECKING:
     from trainlab.models.activations import Maxout, make_activation
     from trainlab.models.budgets import match_budget
+    from trainlab.models.external import check_external_model
     from trainlab.models.registry import create_model, model_names, register_model, resolve_model_config
     from trainlab.models.summarize import ModelSummary, summary
 
@@ -26,11 +27,13 @@ _HOMES = {
     "summary": "summarize",
     "ModelSummary": "summarize",
     "match_budget": "budgets",
+    "check_external_model": "external",
 }
 
 __all__ = [
     "Maxout",
     "ModelSummary",
+    "check_external_model",
     "create_model",
     "make_activation",
     "match_budget",

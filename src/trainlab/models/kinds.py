@@ -11,6 +11,8 @@ KINDS: dict[str, Callable[..., Any] | str] = {
     "mlp": "trainlab.models.mlp:build_mlp",
     "cnn": "trainlab.models.cnn:build_cnn",
     "resnet": "trainlab.models.resnet:build_resnet",
+    "python": "trainlab.models.external:build_python",
+    "torchvision": "trainlab.models.external:build_torchvision",
 }
 
 

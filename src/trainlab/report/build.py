@@ -387,7 +387,7 @@ def _model_summary(data: StudyData, options: dict) -> list:
         table = summary(create_model(cfg.model, shape, classes), shape)
         first.setdefault("table", table)
         notes += [Text(f"{label}: {note}.") for note in table.notes]
-        rows.append({"variant": label, "model": cfg.model.preset or cfg.model.kind, "layers": len(table.frame),
+        rows.append({"variant": label, "model": cfg.model.display_name, "layers": len(table.frame),
                      "parameters": table.total, "trainable": table.trainable})
     blocks: list = [Table(pd.DataFrame(rows), "Parameters per variant.")]
     if options.get("layers", len({r["parameters"] for r in rows}) == 1):

@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from trainlab.data import ImageData, load_data
+from trainlab.models import check_external_model
 from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
 from trainlab.study.adaptive import SeedRound, seed_rounds
@@ -87,6 +88,7 @@ def run_study(
     spec, runs = plan_study(study, scale, overrides)
     store = store if isinstance(store, RunStore) else RunStore(store)
     loaded = _load_data(runs, download)  # before anything is written: user mistakes surface first
+    _check_external_models(runs, loaded)
     if executor != "ray":  # Ray's workers may have GPUs this machine lacks
         for device in {r.config.train.device for r in runs}:
             resolve_device(device)
@@ -159,6 +161,17 @@ def _load_data(runs: list[PlannedRun], download: bool) -> dict[str, ImageData]:
         if key not in loaded:
             loaded[key] = load_data(run.config.data, download=download)
     return loaded
+
+
+def _check_external_models(runs: list[PlannedRun], loaded: dict[str, ImageData]) -> None:
+    """Build each distinct python or torchvision network once, so a mistake in it stops the study before it starts."""
+    seen = set()
+    for run in runs:
+        data = loaded[data_key(run.config.to_dict()["data"])]
+        key = (run.config.model.model_dump_json(), data.input_shape, data.num_classes)
+        if key not in seen:
+            seen.add(key)
+            check_external_model(run.config.model, data.input_shape, data.num_classes)
 
 
 def _register(spec: StudySpec, runs: list[PlannedRun], store: RunStore) -> list[PlannedRun]:

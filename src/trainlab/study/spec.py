@@ -32,6 +32,7 @@ from trainlab.config import validate as validate_config
 from trainlab.errors import UserError, did_you_mean
 from trainlab.stats import METHODS
 from trainlab.study.claims import VARIANT, Claim, ResolvedClaim, VariantValues, resolve
+from trainlab.usercode import anchor_study_targets
 
 MAX_SEEDS = 10_000  # a larger count is a typo, not a study
 
@@ -217,7 +218,7 @@ def read_study(source: str | Path | dict[str, Any]) -> StudySpec:
             names = [p.stem for p in STUDIES_DIR.glob("*.yaml")]
             raise UserError(f"study {str(source)!r} not found{did_you_mean(str(source), names)}: give a YAML file "
                             "or the name of a built-in study (`trainlab studies` lists them)")
-        raw = read_yaml(path)
+        raw = anchor_study_targets(read_yaml(path), path.resolve().parent)
     return validate_config(raw, StudySpec, prefix="study.")
 
 

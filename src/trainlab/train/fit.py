@@ -9,6 +9,7 @@ import pandas as pd
 
 from trainlab.config import RunConfig, load_config
 from trainlab.data import ImageData, load_data
+from trainlab.models import check_external_model
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
 from trainlab.train.bookkeeping import METRICS, TrainResult
 from trainlab.train.loop import resolve_device
@@ -36,6 +37,7 @@ def fit(
     """
     cfg = load_config(config, overrides)
     data = data or load_data(cfg.data, download=download)  # user mistakes surface before anything is written
+    check_external_model(cfg.model, data.input_shape, data.num_classes)
     resolve_device(cfg.train.device)  # a GPU this machine lacks, too
     if store is None:
         return train_run(cfg, data, progress=progress)
