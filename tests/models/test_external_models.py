@@ -91,6 +91,7 @@ def test_torchvision_models_take_the_datas_channels_and_classes():
 
 BAD_NETS = """
 import torch
+from torch import nn
 NOT_CALLABLE = 3
 def raises(input_shape, num_classes):
     raise ValueError("width must be even")
