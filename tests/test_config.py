@@ -133,7 +133,7 @@ def test_a_later_field_at_its_former_behaviour_keeps_the_run_id_of_a_config_with
         "train.betas": [0.9, 0.99], "train.eps": 1e-7, "train.alpha": 0.9, "train.lr_decay": 1e-6,
         "train.penalty": "mean", "probes.derivatives": True, "probes.output_grads": True, "probes.curve_every": 5,
     }
-    external = {"model.target", "model.name", "model.args"}  # need a kind of their own: checked below
+    external = {"model.target", "model.name", "model.args", "data.target", "data.args"}  # need a kind: below
     later = {f"{section}.{key}" for section, key in LATER_FIELDS} - external
     assert later <= set(other_values), f"give test values for {later - set(other_values)}"
     for key in later:
@@ -143,6 +143,9 @@ def test_a_later_field_at_its_former_behaviour_keeps_the_run_id_of_a_config_with
     assert load_config(vision, {"model.args.zero_init_residual": True}).run_id() != vision.run_id()
     own = load_config(cfg, {"model.kind": "python", "model.target": "torchvision.models:resnet18"})
     assert load_config(own, {"model.target": "torchvision.models:resnet34"}).run_id() != own.run_id()
+    loaded = load_config(cfg, {"data.name": "python", "data.target": "torchvision.datasets:MNIST"})
+    assert load_config(loaded, {"data.target": "torchvision.datasets:CIFAR10"}).run_id() != loaded.run_id()
+    assert load_config(loaded, {"data.args.train": True}).run_id() != loaded.run_id()
 
 
 def test_normalize_is_read_as_scaling_and_rho_as_alpha():

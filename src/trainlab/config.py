@@ -23,7 +23,7 @@ from trainlab.models.kinds import KINDS
 from trainlab.models.presets import PRESETS
 from trainlab.usercode import anchor_study_targets, anchored, target_identity
 
-DATASETS = ("cifar10", "mnist", "fashion_mnist", "gurmukhi", "imagefolder", "digits", "synthetic")
+DATASETS = ("cifar10", "mnist", "fashion_mnist", "gurmukhi", "imagefolder", "digits", "synthetic", "python")
 ACTIVATIONS = (
     "sigmoid", "tanh", "relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "softplus", "maxout", "identity",
 )
@@ -104,7 +104,8 @@ class DataConfig(Section):
     ``raw`` keeps the 0-255 values. ``normalize: true`` / ``false`` is read as ``per_channel`` /
     ``unit``. ``val_from``: the validation split is ``val_size`` images held out at random (a
     fixed permutation), the ``last`` ones of the training split (Keras' ``validation_split``), or
-    the first ones of the ``test`` split (which stays whole).
+    the first ones of the ``test`` split (which stays whole). ``python`` calls the user's loader
+    ``target`` with ``args`` (:mod:`trainlab.data.usersource`).
     """
 
     name: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
@@ -119,6 +120,22 @@ class DataConfig(Section):
     augment: list[Annotated[Augment, Field(discriminator="name")]] = Field(default_factory=list)
     cache: bool = True
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    target: str | None = None
+    args: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("target")
+    @classmethod
+    def _absolute_target(cls, value: str | None) -> str | None:
+        """A relative file target is taken from the working directory (study and config files anchor theirs)."""
+        return None if value is None else anchored(value, Path.cwd())
+
+    @model_validator(mode="after")
+    def _python_needs_target(self) -> DataConfig:
+        if self.name == "python" and not self.target:
+            raise ValueError("data python needs data.target: FILE.py:NAME or MODULE:NAME, e.g. 'mydata.py:load'")
+        if (self.target or self.args) and self.name != "python":
+            raise ValueError(f"data.target and data.args are for data name python, not {self.name!r}")
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -405,8 +422,9 @@ class RunConfig(Section):
         for (section, key), before in LATER_FIELDS.items():
             if identity[section][key] == before:
                 del identity[section][key]
-        if self.model.target:  # the code itself, not where it lies on this machine
-            identity["model"]["target"] = target_identity(self.model.target)
+        for section in ("model", "data"):  # the user's code itself, not where it lies on this machine
+            if getattr(self, section).target:
+                identity[section]["target"] = target_identity(getattr(self, section).target)
         data = identity["data"]
         if data["scaling"] in ("per_channel", "unit"):  # what the older key normalize said
             data["normalize"] = data.pop("scaling") == "per_channel"
@@ -436,6 +454,8 @@ LATER_FIELDS: dict[tuple[str, str], Any] = {
     ("model", "target"): None,
     ("model", "name"): None,
     ("model", "args"): {},
+    ("data", "target"): None,
+    ("data", "args"): {},
 }
 
 

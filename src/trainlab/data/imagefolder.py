@@ -37,11 +37,9 @@ def read_imagefolder(
         return _decode_tree(root_path, grayscale, resize)
     identity = {"name": name, "root": str(root_path), "grayscale": grayscale, "resize": resize}
     entry = load_or_build(
-        identity, _listing_signature(root_path), lambda: _to_entry(_decode_tree(root_path, grayscale, resize))
+        identity, _listing_signature(root_path), lambda: _decode_tree(root_path, grayscale, resize).to_entry()
     )
-    return FullData(
-        Split(entry["train_x"], entry["train_y"]), Split(entry["test_x"], entry["test_y"]), entry["classes"]
-    )
+    return FullData.from_entry(entry)
 
 
 def _checked_root(name: str, root: str | None) -> Path:
@@ -65,15 +63,6 @@ def _listing_signature(root: Path) -> str:
             if entry.is_dir():
                 listing.append([split, entry.name, entry.stat().st_mtime_ns, len(os.listdir(entry.path))])
     return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
-
-
-def _to_entry(data: FullData) -> dict:
-    """The cache entry of a decoded tree."""
-    return {
-        "train_x": data.train.x, "train_y": data.train.y,
-        "test_x": data.test.x, "test_y": data.test.y,
-        "classes": data.classes,
-    }
 
 
 def _decode_tree(root: Path, grayscale: bool, resize: int | None) -> FullData:

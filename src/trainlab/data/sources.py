@@ -4,6 +4,7 @@
 - ``imagefolder``, ``gurmukhi``: an image-folder tree, see :mod:`trainlab.data.imagefolder`.
 - ``digits``: scikit-learn's bundled 8x8 digits with a fixed 20 % test split.
 - ``synthetic``: class templates plus noise, generated with a fixed seed (for tests).
+- ``python``: the user's own loader, see :mod:`trainlab.data.usersource`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from trainlab.config import DATASETS, DataConfig, SyntheticConfig
 from trainlab.data.cache import cache_root
 from trainlab.data.imagefolder import read_imagefolder
 from trainlab.data.splits import FullData, Split
+from trainlab.data.usersource import read_python
 from trainlab.errors import UserError, unknown
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ SYNTHETIC_NOISE = 64.0  # standard deviation of the pixel noise around a class t
 
 def read_source(cfg: DataConfig, download: bool = False) -> FullData:
     """Read the full train and test splits of the data set ``cfg.name``."""
-    uses_root = cfg.name not in ("digits", "synthetic")
+    uses_root = cfg.name not in ("digits", "synthetic", "python")
     if uses_root and cfg.root is not None and Path(cfg.root).expanduser().is_file():
         raise UserError(f"data root {cfg.root} is a file, not a folder: pass --data-root DIR, the folder "
                         f"that holds {cfg.name}")
@@ -52,6 +54,8 @@ def read_source(cfg: DataConfig, download: bool = False) -> FullData:
         return _read_digits()
     if cfg.name == "synthetic":
         return _read_synthetic(cfg.synthetic)
+    if cfg.name == "python":
+        return read_python(cfg)
     raise unknown("data set", cfg.name, DATASETS)
 
 

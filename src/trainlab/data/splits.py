@@ -56,6 +56,16 @@ class FullData:
     test: Split
     classes: list[str]
 
+    def to_entry(self) -> dict:
+        """The data set as a cache entry (:func:`trainlab.data.cache.load_or_build`)."""
+        return {"train_x": self.train.x, "train_y": self.train.y, "test_x": self.test.x, "test_y": self.test.y,
+                "classes": self.classes}
+
+    @classmethod
+    def from_entry(cls, entry: dict) -> FullData:
+        """The data set of a cache entry written by :meth:`to_entry`."""
+        return cls(Split(entry["train_x"], entry["train_y"]), Split(entry["test_x"], entry["test_y"]), entry["classes"])
+
 
 @dataclass
 class ImageData:
