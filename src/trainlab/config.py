@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
+)
 
 from trainlab.errors import UserError, did_you_mean
 from trainlab.models.kinds import KINDS
@@ -35,6 +37,14 @@ VAL_FROM = ("random", "last", "test")
 PENALTIES = ("sum", "mean", "layer_mean")
 INT_BITS = 64  # torch takes no larger integer, and the store keeps seeds as signed 64-bit integers
 Width = Annotated[int, Field(gt=0)]  # units of a dense layer
+
+
+def _from_working_directory(target: str | None) -> str | None:
+    """A relative file target is taken from the working directory (study and config files anchor theirs)."""
+    return None if target is None else anchored(target, Path.cwd())
+
+
+Target = Annotated[str | None, AfterValidator(_from_working_directory)]  # the user's code: FILE.py:NAME or module:NAME
 
 
 class Section(BaseModel):
@@ -120,14 +130,8 @@ class DataConfig(Section):
     augment: list[Annotated[Augment, Field(discriminator="name")]] = Field(default_factory=list)
     cache: bool = True
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
-    target: str | None = None
+    target: Target = None
     args: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("target")
-    @classmethod
-    def _absolute_target(cls, value: str | None) -> str | None:
-        """A relative file target is taken from the working directory (study and config files anchor theirs)."""
-        return None if value is None else anchored(value, Path.cwd())
 
     @model_validator(mode="after")
     def _python_needs_target(self) -> DataConfig:
@@ -253,7 +257,7 @@ class ModelConfig(Section):
     )
     shortcut: Literal["identity", "projection", "conv"] = "projection"
     block_padding: Literal["same", "valid"] = "same"
-    target: str | None = None
+    target: Target = None
     name: str | None = None
     args: dict[str, Any] = Field(default_factory=dict)
 
@@ -280,12 +284,6 @@ class ModelConfig(Section):
         if self.kind == "python":
             return self.target.rpartition(":")[2]
         return self.name if self.kind == "torchvision" else self.preset or self.kind
-
-    @field_validator("target")
-    @classmethod
-    def _absolute_target(cls, value: str | None) -> str | None:
-        """A relative file target is taken from the working directory (study and config files anchor theirs)."""
-        return None if value is None else anchored(value, Path.cwd())
 
     @model_validator(mode="after")
     def _kind_needs_its_fields(self) -> ModelConfig:
