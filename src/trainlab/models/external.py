@@ -35,7 +35,8 @@ def build_python(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classe
 
 
 def build_torchvision(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    """torchvision's ``name`` with random weights and ``num_classes`` outputs; its first conv takes the data's channels."""
+    """torchvision's ``name`` with random weights and ``num_classes`` outputs; its first conv takes the
+    data's channels."""
     from torchvision import models  # imported on use: takes seconds
 
     names = models.list_models(module=models)
@@ -81,4 +82,5 @@ def _forward(model: nn.Module, what: str, input_shape: tuple[int, int, int]) -> 
     try:
         return model(torch.zeros(2, *input_shape))
     except Exception as error:  # the user's forward failed on the data's shape
-        raise UserError(f"{what} failed on a batch of shape {(2, *input_shape)}: {type(error).__name__}: {error}") from None
+        raise UserError(f"{what} failed on a batch of shape {(2, *input_shape)}: "
+                        f"{type(error).__name__}: {error}") from None
