@@ -17,13 +17,14 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
+    AfterValidator, AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+    model_validator,
 )
 
 from trainlab.errors import UserError, did_you_mean
 from trainlab.models.kinds import KINDS
 from trainlab.models.presets import PRESETS
-from trainlab.usercode import anchor_study_targets, anchored, target_identity
+from trainlab.usercode import anchor_study_targets, anchored, target_identity, target_of
 
 DATASETS = ("cifar10", "mnist", "fashion_mnist", "gurmukhi", "imagefolder", "digits", "synthetic", "python")
 ACTIVATIONS = (
@@ -44,7 +45,8 @@ def _from_working_directory(target: str | None) -> str | None:
     return None if target is None else anchored(target, Path.cwd())
 
 
-Target = Annotated[str | None, AfterValidator(_from_working_directory)]  # the user's code: FILE.py:NAME or module:NAME
+# the user's code: FILE.py:NAME, module:NAME, or (from Python) an importable class or function
+Target = Annotated[str | None, BeforeValidator(target_of), AfterValidator(_from_working_directory)]
 
 
 class Section(BaseModel):

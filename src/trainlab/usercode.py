@@ -71,6 +71,24 @@ def anchor_study_targets(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     return raw
 
 
+def target_of(value: Any) -> Any:
+    """The target string of a callable given directly in Python (a class or function of an importable
+    module: ``module:qualname``); strings and None unchanged. One defined in ``__main__`` or a notebook
+    cannot be imported by worker processes: a UserError says to move it into a file."""
+    if value is None or isinstance(value, str) or not callable(value):
+        return value
+    module, name = getattr(value, "__module__", None), getattr(value, "__qualname__", "")
+    if not module or module == "__main__" or "<" in name:
+        raise UserError(f"{getattr(value, '__name__', value)!r} is defined in a script, a notebook or a function, "
+                        f"which worker processes cannot import: move it into a .py file and give its target, e.g. {EXAMPLE}")
+    found = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    if found is not value:
+        raise UserError(f"{name!r} is not importable as {module}:{name}: give its target, e.g. {EXAMPLE}")
+    return f"{module}:{name}"
+
+
 def load_target(target: str) -> Callable[..., Any]:
     """The callable ``target`` names; a missing file, module or name, or a failing import, is a UserError."""
     where, name = split_target(target)

@@ -150,3 +150,24 @@ def test_a_study_whose_network_fails_to_build_stops_before_writing_a_run(tmp_pat
     assert code == 2 and "Traceback" not in err
     assert f"target '{(tmp_path / 'study' / 'nets.py').resolve()}:TinyNet' raised RuntimeError: width too small" in err
     assert RunStore(tmp_path / "store").runs().empty
+
+
+def test_python_code_may_pass_the_class_itself_when_its_module_is_importable(tmp_path, monkeypatch):
+    (tmp_path / "my_nets.py").write_text(NETS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import my_nets
+
+    study = {"name": "by-object", "base": {"data": {"name": "digits"}, "train": {"epochs": 1, "threads": 1},
+                                           "model": {"kind": "python", "target": my_nets.TinyNet, "args": {"width": 4}}},
+             "seeds": 1}
+    by_object = run_study(study, store=tmp_path / "store")
+    by_string = plan_study({**study, "base": {**study["base"], "model": {**study["base"]["model"],
+                                                                          "target": "my_nets:TinyNet"}}})[1]
+    assert by_object.runs["status"].tolist() == ["done"]
+    assert by_object.runs["run_id"].tolist() == [r.run_id for r in by_string]
+
+    class InScript(my_nets.TinyNet):
+        pass
+
+    with pytest.raises(UserError, match="is defined in a script, a notebook or a function, which worker processes cannot import"):
+        load_config({"model": {"kind": "python", "target": InScript}})
