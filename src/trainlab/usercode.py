@@ -10,6 +10,7 @@ module's source hash where it has none), so editing the code makes new runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -107,12 +108,18 @@ def target_identity(target: str) -> str:
     where, name = split_target(target)
     if where.endswith(".py"):
         return f"{Path(where).name}:{name}@{_source_hash(Path(where))}"
-    top = where.partition(".")[0]
+    return f"{where}:{name}@{_module_version(where)}"
+
+
+@functools.lru_cache(maxsize=None)
+def _module_version(module: str) -> str:
+    """The version of the distribution ``module`` comes from, else its source hash (asked once per process:
+    a run id is computed for every planned run)."""
     try:
-        return f"{where}:{name}@{importlib.metadata.version(top)}"
+        return importlib.metadata.version(module.partition(".")[0])
     except importlib.metadata.PackageNotFoundError:
-        origin = getattr(_import_module(where), "__file__", None)
-        return f"{where}:{name}@{_source_hash(Path(origin)) if origin else 'builtin'}"
+        origin = getattr(_import_module(module), "__file__", None)
+        return _source_hash(Path(origin)) if origin else "builtin"
 
 
 def call_user(target: str, function: Callable[..., Any], **kwargs: Any) -> Any:
@@ -139,6 +146,8 @@ def _import_file(path: Path) -> Any:
     module_name = f"trainlab_user_{path.stem}_{_source_hash(path)}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    if str(path.parent) not in sys.path:  # the file may import its neighbours, as when run as a script
+        sys.path.append(str(path.parent))
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module

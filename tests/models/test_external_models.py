@@ -171,3 +171,13 @@ def test_python_code_may_pass_the_class_itself_when_its_module_is_importable(tmp
 
     with pytest.raises(UserError, match="is defined in a script, a notebook or a function, which worker processes cannot import"):
         load_config({"model": {"kind": "python", "target": InScript}})
+
+
+def test_a_model_file_may_import_its_neighbours(tmp_path):
+    (tmp_path / "blocks_of_mine.py").write_text("from torch import nn\n\ndef head(n, k):\n    return nn.Linear(n, k)\n")
+    (tmp_path / "composed.py").write_text(
+        "from torch import nn\nfrom blocks_of_mine import head\n\n"
+        "def build(input_shape, num_classes):\n"
+        "    c, h, w = input_shape\n    return nn.Sequential(nn.Flatten(), head(c * h * w, num_classes))\n")
+    model = create_model({"kind": "python", "target": f"{tmp_path / 'composed.py'}:build"}, (1, 8, 8), 10)
+    assert model[1].in_features == 64 and model[1].out_features == 10
