@@ -34,7 +34,7 @@ INITS = ("default", "xavier_uniform", "xavier_normal", "kaiming_uniform", "kaimi
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "cosine", "plateau")
 SCALINGS = ("per_channel", "per_pixel", "unit", "raw")
-VAL_FROM = ("random", "last", "test")
+VAL_FROM = ("random", "last", "test", "given")
 PENALTIES = ("sum", "mean", "layer_mean")
 INT_BITS = 64  # torch takes no larger integer, and the store keeps seeds as signed 64-bit integers
 Width = Annotated[int, Field(gt=0)]  # units of a dense layer
@@ -116,8 +116,9 @@ class DataConfig(Section):
     ``raw`` keeps the 0-255 values. ``normalize: true`` / ``false`` is read as ``per_channel`` /
     ``unit``. ``val_from``: the validation split is ``val_size`` images held out at random (a
     fixed permutation), the ``last`` ones of the training split (Keras' ``validation_split``), or
-    the first ones of the ``test`` split (which stays whole). ``python`` calls the user's loader
-    ``target`` with ``args`` (:mod:`trainlab.data.usersource`).
+    the first ones of the ``test`` split (which stays whole); ``given`` is the whole ``val`` split
+    the user's loader returned. ``python`` calls the user's loader ``target`` with ``args``
+    (:mod:`trainlab.data.usersource`).
     """
 
     name: Literal[DATASETS] = "digits"  # type: ignore[valid-type]
@@ -141,6 +142,9 @@ class DataConfig(Section):
             raise ValueError("data python needs data.target: FILE.py:NAME or MODULE:NAME, e.g. 'mydata.py:load'")
         if (self.target or self.args) and self.name != "python":
             raise ValueError(f"data.target and data.args are for data name python, not {self.name!r}")
+        if self.val_from == "given" and self.name != "python":
+            raise ValueError(f"data.val_from: given takes the validation split a data.target loader returns, which "
+                             f"data {self.name!r} has not; valid choices here: random, last, test")
         return self
 
     @model_validator(mode="before")
@@ -400,7 +404,7 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _early_stopping_needs_val(self) -> RunConfig:
-        if self.train.early_stopping and self.data.val_size == 0:
+        if self.train.early_stopping and self.data.val_size == 0 and self.data.val_from != "given":
             raise ValueError("train.early_stopping watches the validation loss: set data.val_size > 0")
         late = [e for e in self.probes.embeddings_at if e > self.train.epochs]
         if late:

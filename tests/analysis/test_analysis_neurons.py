@@ -207,7 +207,7 @@ def test_models_that_are_not_a_plain_conv_chain_raise_user_errors():
     resnet = create_model({"kind": "resnet", "stages": [{"channels": 4, "blocks": 1}]}, (3, 8, 8), 5)
     with pytest.raises(UserError, match="plain chain.*stage1_block1.*BasicBlock"):
         receptive_fields(resnet, (3, 8, 8))
-    with pytest.raises(UserError, match="nn.Sequential"):
+    with pytest.raises(UserError, match="BasicBlock's forward combines tensors"):
         receptive_fields(resnet.stage1_block1, (4, 8, 8))
     with pytest.raises(UserError, match="no pixels"):
         receptive_fields(_stack(), (1, 1, 1))
@@ -404,3 +404,64 @@ def test_plot_neurons_with_a_row_per_class():
         plot_neurons(images, table, rows="classes")
     with pytest.raises(UserError, match="one class per image"):
         top_activations_per_class(model, "act2", images, labels[:3], torch.zeros(3), torch.ones(3))
+
+
+class _OwnForward(nn.Module):
+    """_stack's layers in a module of its own: nested containers, a functional ReLU and a view."""
+
+    def __init__(self):
+        super().__init__()
+        stack = _stack()
+        self.first = nn.Sequential(stack.conv1, stack.act1)
+        self.rest = nn.ModuleDict({"pool1": stack.pool1, "conv2": stack.conv2, "bn2": stack.bn2})
+        self.drop2, self.conv3, self.fc = stack.drop2, stack.conv3, stack.fc
+
+    def forward(self, x):
+        x = self.rest["pool1"](self.first(x))
+        x = self.drop2(torch.nn.functional.relu(self.rest["bn2"](self.rest["conv2"](x))))
+        x = self.conv3(x)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_module_whose_forward_chains_its_layers_has_the_fields_of_the_same_sequential():
+    own = receptive_fields(_OwnForward(), (1, 16, 16))
+    sequential = receptive_fields(_stack(), (1, 16, 16))
+    names = {"first.0": "conv1", "first.1": "act1", "rest.pool1": "pool1", "rest.conv2": "conv2",
+             "rest.bn2": "bn2", "drop2": "drop2", "conv3": "conv3"}
+    assert own["layer"].tolist() == list(names)
+    own["layer"] = own["layer"].map(names)
+    pd.testing.assert_frame_equal(own, sequential.iloc[:len(own)])
+    model = _OwnForward()
+    assert last_conv_activation(model) == "conv3"
+    table = top_activations(model.eval(), "conv3", torch.randint(0, 256, (5, 1, 16, 16), dtype=torch.uint8),
+                            torch.zeros(1), torch.ones(1), channels=[0], k=2)
+    assert table["layer"].eq("conv3").all() and len(table) == 2
+
+
+class _Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act = nn.Conv2d(1, 1, 3, padding=1), nn.ReLU()
+
+    def forward(self, x):
+        return self.act(self.conv(x) + x)
+
+
+class _SharedActivation(_Residual):
+    def forward(self, x):
+        return self.act(self.conv(self.act(x)))
+
+
+class _FunctionalPool(_Residual):
+    def forward(self, x):
+        return torch.nn.functional.max_pool2d(self.conv(x), 2)
+
+
+@pytest.mark.parametrize("model, message", [
+    (_Residual(), "_Residual's forward combines tensors at 'add'"),
+    (_SharedActivation(), "_SharedActivation's forward calls 'act' twice"),
+    (_FunctionalPool(), "_FunctionalPool's forward calls 'max_pool2d' (use an nn module"),
+])
+def test_a_forward_that_is_not_a_plain_chain_is_named(model, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(")):
+        receptive_fields(model, (1, 8, 8))

@@ -10,6 +10,7 @@ import torch
 
 from trainlab.cli import main
 from trainlab.config import DataConfig
+from trainlab.data.load import load_data
 from trainlab.data.sources import read_source
 from trainlab.store import RunStore
 from trainlab.study import run_study
@@ -47,6 +48,10 @@ LOADERS = textwrap.dedent("""
     def datasets(path):
         x, y = np.load(path)["x"], np.load(path)["y"]
         return {"train": Pairs(x, y), "test": Pairs(x[:2], y[:2])}
+
+    def with_val(path):
+        x, y = np.load(path)["x"], np.load(path)["y"]
+        return {"train": (x[:4], y[:4]), "val": (x[4:], y[4:]), "test": (x[:2], y[:2])}
 
     def mixed_sizes(path):
         class Mixed(Dataset):
@@ -101,14 +106,30 @@ def test_the_data_is_cached_by_code_and_args_and_rebuilt_when_either_changes(fol
     assert calls.read_text().count("called") == 2
 
 
+def test_a_validation_split_of_the_loader_is_used_whole_with_val_from_given(folder):
+    args = {"path": str(folder / "images.npz")}
+    config = {"name": "python", "target": f"{folder / 'loaders.py'}:with_val", "args": args, "scaling": "unit"}
+    expected = torch.from_numpy(NHWC).permute(0, 3, 1, 2)
+    for _ in range(2):  # built, then read back from the cache
+        data = load_data(DataConfig(**config, val_from="given", val_size=1))
+        assert torch.equal(data.val.x, expected[4:]) and data.val.y.tolist() == LABELS[4:].tolist()
+        assert torch.equal(data.train.x, expected[:4]) and len(data.test) == 2
+    with pytest.warns(UserWarning, match="returned a 'val' split that is not used: data.val_from: random"):
+        held_out = load_data(DataConfig(**config, val_size=1))
+    assert len(held_out.train) == 3 and len(held_out.val) == 1
+    with pytest.raises(ValueError, match="data.val_from: given takes the validation split a data.target loader"):
+        DataConfig(name="digits", val_from="given")
+
+
 @pytest.mark.parametrize("loader, message", [
+    ("arrays", "data.val_from: given takes the 'val' split the data.target loader returns, but it returned none"),
     ("mixed_sizes", "train: images of mixed sizes: item 0 is (1, 8, 8), item 2 is (1, 9, 8); resize them"),
     ("bad_labels", "labels must be 0..1 for 2 classes, got 0..3"),
     ("not_a_mapping", "must return a mapping with 'train' and 'test'"),
     ("too_bright", "float images must lie in [0, 1] (or give uint8 0..255), got 2..2"),
 ])
 def test_bad_data_exits_2_with_one_line(folder, capsys, loader, message):
-    code = main(["train", "--store", str(folder / "store"), "--set", "data.name=python",
+    code = main(["train", "--store", str(folder / "store"), "--set", "data.name=python", "data.val_from=given",
                  f"data.target={folder / 'loaders.py'}:{loader}", f"data.args.path={folder / 'images.npz'}"])
     err = capsys.readouterr().err
     assert code == 2 and message in err, err

@@ -39,6 +39,13 @@ ACTIVATIONS = (
 ELEMENTWISE = (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.Dropout, nn.Dropout2d, *ACTIVATIONS)
 POOLS = (nn.MaxPool2d, nn.AvgPool2d)
 ENDS = (nn.Flatten, nn.Linear, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)  # where spatial layout ends
+# what a traced forward may call between layers (torch.fx function and method names)
+ELEMENTWISE_FUNCTIONS = {
+    "relu", "relu_", "sigmoid", "tanh", "gelu", "silu", "elu", "selu", "leaky_relu", "softplus", "mish",
+    "hardswish", "dropout", "dropout2d", "contiguous",
+}
+LAYOUT_ENDS = {"flatten", "view", "reshape", "adaptive_avg_pool2d", "adaptive_max_pool2d", "mean"}
+SHAPE_QUERIES = {"size", "dim"}
 
 
 def _pair(value) -> tuple:
@@ -80,6 +87,43 @@ def _chain(model: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]
             yield f"{prefix}{name}", module
 
 
+def _traced_chain(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """The layers of any module in the order its ``forward`` calls them, from a ``torch.fx`` trace.
+
+    The forward must pass one tensor straight from layer to layer (shape queries aside) until the
+    spatial layout ends (a flatten, view, reshape or adaptive pool). Functions between layers must
+    be element-wise activations; a module called twice, a sum of branches (a residual block) or
+    anything else raises UserError.
+    """
+    kind = type(model).__name__
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception as error:  # noqa: BLE001 - any tracing failure means: not a plain chain
+        raise UserError(f"receptive fields need a network torch.fx can trace; {kind} cannot be "
+                        f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})") from None
+    modules, seen, previous = dict(model.named_modules()), set(), None
+    for node in graph.nodes:
+        if node.op in ("placeholder", "output") or node.target in SHAPE_QUERIES:
+            previous = node if node.op == "placeholder" else previous
+            continue
+        inputs = [n for n in node.all_input_nodes if n.target not in SHAPE_QUERIES]
+        what = node.target if node.op == "call_module" else getattr(node.target, "__name__", str(node.target))
+        twice = node.op == "call_module" and what in seen
+        if inputs != [previous] or twice:
+            raise UserError(f"receptive fields need a plain chain of conv, pool and element-wise layers; {kind}'s "
+                            f"forward {'calls ' + repr(what) + ' twice' if twice else 'combines tensors'} "
+                            f"at {node.name!r}")
+        previous = node
+        if node.op == "call_module":
+            seen.add(what)
+            yield node.target, modules[node.target]
+        elif what in LAYOUT_ENDS:
+            yield node.name, nn.Flatten()
+        elif what not in ELEMENTWISE_FUNCTIONS:
+            raise UserError(f"receptive fields need conv and pool layers as modules; {kind}'s forward calls "
+                            f"{what!r} (use an nn module, e.g. nn.MaxPool2d for F.max_pool2d)")
+
+
 def last_conv_activation(model: nn.Module) -> str:
     """The default layer to look into: the activation after the last ``nn.Conv2d``, else that conv.
 
@@ -108,19 +152,17 @@ def receptive_fields(model: nn.Module, input_shape: Sequence[int]) -> pd.DataFra
     stride), ``start_*`` the input coordinate of the CENTRE of output pixel 0's field (it can be
     fractional or negative), ``out_*`` the layer's output size. The recursion per axis is
     ``size += (k - 1) * jump``, ``start += ((k - 1) / 2 - pad) * jump``, ``jump *= stride`` with the
-    dilated kernel ``k``. Anything else (a ResNet's residual blocks, say) raises UserError.
+    dilated kernel ``k``. The layers are a Sequential's, nested ones expanded, or those any other
+    module's forward calls in a straight chain (:func:`_traced_chain`). Anything else (a ResNet's
+    residual blocks, say) raises UserError.
     """
-    if not isinstance(model, nn.Sequential):
-        raise UserError(
-            f"receptive fields need a plain nn.Sequential conv chain, got a {type(model).__name__}"
-        )
     if len(input_shape) not in (2, 3):
         raise UserError(
             f"input_shape must be (channels, height, width) or (height, width), got {input_shape!r}"
         )
     size, jump, start, out = [1, 1], [1, 1], [0.0, 0.0], [int(n) for n in input_shape[-2:]]
     rows = []
-    for name, module in _chain(model):
+    for name, module in _chain(model) if isinstance(model, nn.Sequential) else _traced_chain(model):
         if isinstance(module, ENDS):
             break
         if isinstance(module, (nn.Conv2d, *POOLS)):

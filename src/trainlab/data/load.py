@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from trainlab.config import DataConfig
@@ -21,10 +23,15 @@ def load_data(cfg: DataConfig, download: bool = False) -> ImageData:
     ``cfg.val_from`` says) -> the scaling's mean/std (``cfg.scaling``) of the remaining train split.
     """
     full = read_source(cfg, download)
-    train, test = take_first(full.train, cfg.limit), take_first(full.test, cfg.test_limit)
+    train, test, given = take_first(full.train, cfg.limit), take_first(full.test, cfg.test_limit), full.val
     if cfg.grayscale:
         train, test = _grayscale(train), _grayscale(test)
-    train, val = validation_split(train, test, cfg.val_size, cfg.val_from)
+        given = _grayscale(given) if given is not None else None
+    if given is not None and cfg.val_from != "given":
+        warnings.warn(f"data.target {cfg.target!r} returned a 'val' split that is not used: data.val_from: "
+                      f"{cfg.val_from} takes the validation split elsewhere; set data.val_from: given to use it",
+                      stacklevel=2)
+    train, val = validation_split(train, test, cfg.val_size, cfg.val_from, given)
     mean, std = scaling_stats(train.x, cfg.scaling)
     return ImageData(cfg.name, train, val, test, full.classes, mean, std)
 

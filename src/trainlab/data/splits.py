@@ -50,21 +50,29 @@ class Split:
 
 @dataclass
 class FullData:
-    """A data set as read from its source: the full train and test splits, before limit and hold-out."""
+    """A data set as read from its source: the full train and test splits, before limit and hold-out.
+
+    ``val`` is a validation split of the source's own (a user's loader may give one), else None.
+    """
 
     train: Split
     test: Split
     classes: list[str]
+    val: Split | None = None
 
     def to_entry(self) -> dict:
         """The data set as a cache entry (:func:`trainlab.data.cache.load_or_build`)."""
-        return {"train_x": self.train.x, "train_y": self.train.y, "test_x": self.test.x, "test_y": self.test.y,
-                "classes": self.classes}
+        splits = {"train": self.train, "test": self.test, "val": self.val}
+        entry = {f"{name}_{part}": getattr(split, part) for name, split in splits.items() if split is not None
+                 for part in ("x", "y")}
+        return {**entry, "classes": self.classes}
 
     @classmethod
     def from_entry(cls, entry: dict) -> FullData:
         """The data set of a cache entry written by :meth:`to_entry`."""
-        return cls(Split(entry["train_x"], entry["train_y"]), Split(entry["test_x"], entry["test_y"]), entry["classes"])
+        val = Split(entry["val_x"], entry["val_y"]) if "val_x" in entry else None
+        return cls(Split(entry["train_x"], entry["train_y"]), Split(entry["test_x"], entry["test_y"]), entry["classes"],
+                   val)
 
 
 @dataclass
@@ -113,13 +121,20 @@ def take_first(split: Split, limit: int | None) -> Split:
 
 
 def validation_split(
-    train: Split, test: Split, val_size: float | int, val_from: str
+    train: Split, test: Split, val_size: float | int, val_from: str, given: Split | None = None
 ) -> tuple[Split, Split | None]:
     """The training and validation splits for ``data.val_size`` taken as ``data.val_from`` says.
 
     ``random``: :func:`hold_out`; ``last``: :func:`hold_out_last`; ``test``: :func:`first_of_test`
-    (the training split stays whole). ``val_size`` 0 means no validation split. Returns ``(train, val)``.
+    (the training split stays whole); ``given``: the source's own split ``given``, whole (``val_size``
+    does not apply). ``val_size`` 0 means no validation split. Returns ``(train, val)``.
     """
+    if val_from == "given":
+        if given is None:
+            raise UserError("data.val_from: given takes the 'val' split the data.target loader returns, but it "
+                            "returned none; return {'train', 'val', 'test'} or choose data.val_from random, last "
+                            "or test")
+        return train, given
     if val_from == "random":
         return hold_out(train, val_size)
     if val_from == "last":

@@ -2,7 +2,8 @@
 
 The target is called with ``**args`` and returns a mapping with ``train`` and ``test``, each an
 ``(images, labels)`` pair of arrays or tensors or a torch ``Dataset`` of ``(image, label)``
-items, and optionally ``classes`` (their names). Images are NCHW, NHWC or NHW (one channel);
+items, and optionally ``val`` (a validation split, used with ``data.val_from: given``) and
+``classes`` (their names). Images are NCHW, NHWC or NHW (one channel);
 uint8 0-255, or float 0-1 (stored as uint8: x 255, rounded). Labels are integers 0..K-1. The
 result is materialised once into trainlab's in-memory uint8 tensors and cached on disk, keyed by
 the code's identity (the file's source hash) and the args.
@@ -23,7 +24,8 @@ from trainlab.errors import UserError
 from trainlab.usercode import call_user, load_target, target_identity
 
 CHANNELS = (1, 3, 4)  # a dimension of this size can be the channels
-RETURNS = "a mapping with 'train' and 'test', each (images, labels) or a torch Dataset, and optionally 'classes'"
+RETURNS = ("a mapping with 'train' and 'test', each (images, labels) or a torch Dataset, and optionally 'val' "
+           "and 'classes'")
 
 
 def read_python(cfg: DataConfig) -> FullData:
@@ -39,16 +41,19 @@ def _materialise(cfg: DataConfig) -> FullData:
     if not isinstance(out, Mapping) or not {"train", "test"} <= set(out):
         got = f"a mapping with keys {sorted(map(str, out))}" if isinstance(out, Mapping) else f"a {type(out).__name__}"
         raise UserError(f"target {cfg.target!r} must return {RETURNS}; got {got}")
-    train, test = (_split(cfg.target, which, out[which]) for which in ("train", "test"))
-    if train.x.shape[1:] != test.x.shape[1:]:
-        raise UserError(f"target {cfg.target!r}: train images are {tuple(train.x.shape[1:])} (C, H, W) but test "
-                        f"images {tuple(test.x.shape[1:])}: give both splits the same size")
-    labels = torch.cat([train.y, test.y])
+    splits = {which: _split(cfg.target, which, out[which]) for which in ("train", "test", "val")
+              if which in ("train", "test") or out.get(which) is not None}
+    train = splits["train"]
+    for which, split in splits.items():
+        if split.x.shape[1:] != train.x.shape[1:]:
+            raise UserError(f"target {cfg.target!r}: train images are {tuple(train.x.shape[1:])} (C, H, W) but "
+                            f"{which} images {tuple(split.x.shape[1:])}: give every split the same size")
+    labels = torch.cat([split.y for split in splits.values()])
     classes = [str(name) for name in out.get("classes") or range(int(labels.max()) + 1 if len(labels) else 0)]
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
         raise UserError(f"target {cfg.target!r}: labels must be 0..{len(classes) - 1} for {len(classes)} classes, "
                         f"got {int(labels.min())}..{int(labels.max())}")
-    return FullData(train, test, classes)
+    return FullData(train, splits["test"], classes, splits.get("val"))
 
 
 def _split(target: str, which: str, value: Any) -> Split:
