@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -450,10 +451,22 @@ COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "analyze": c
             "plan": cmd_plan, "run": cmd_run, "status": cmd_status}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """trainlab's own warnings (UserWarning) as one line, without the source line they come from."""
+    if issubclass(category, UserWarning):
+        print(f"trainlab: warning: {message}", file=file or sys.stderr)
+    else:
+        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOW_WARNING = warnings.showwarning
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trainlab`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        warnings.showwarning = _show_warning
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe surfaces here, where it is handled below, not at exit
         return code
@@ -466,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (trainlab plan X | head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
         return 0
+    finally:
+        warnings.showwarning = _PYTHON_SHOW_WARNING
 
 
 if __name__ == "__main__":

@@ -81,6 +81,24 @@ def test_workers_import_the_users_file_and_give_the_local_numbers(tmp_path, exec
     assert (other.runs[metrics].to_numpy() == local.runs[metrics].to_numpy()).all()
 
 
+def test_a_module_vmap_cannot_batch_trains_its_runs_one_by_one_with_a_note(tmp_path):
+    gated = NETS + textwrap.dedent("""
+        class Gated(TinyNet):
+            def forward(self, x):
+                if x.std() > 0:  # data-dependent control flow: torch.func.vmap refuses it
+                    x = x * 1.0
+                return super().forward(x)
+        """)
+    study = _study_folder(tmp_path / "study", gated)
+    study.write_text(study.read_text().replace("TinyNet", "Gated"))
+    with pytest.warns(UserWarning, match=r"ensemble of 2 runs failed \(RuntimeError: .*data-dependent.*one by one"):
+        together = run_study(str(study), store=tmp_path / "together")
+    alone = run_study(str(study), store=tmp_path / "alone", ensemble=False)
+    assert set(together.runs["status"]) == {"done"} and len(together.runs) == 4
+    metrics = ["train_loss", "test_acc"]
+    assert (together.runs[metrics].to_numpy() == alone.runs[metrics].to_numpy()).all()
+
+
 def test_torchvision_models_take_the_datas_channels_and_classes():
     model = create_model({"kind": "torchvision", "name": "resnet18"}, (1, 28, 28), 7)
     assert model.conv1.in_channels == 1 and model.fc.out_features == 7

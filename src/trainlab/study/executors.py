@@ -18,7 +18,7 @@ import multiprocessing as mp
 import os
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -33,11 +33,13 @@ EXECUTORS = ("local", "processes", "ray")
 
 @dataclass
 class Task:
-    """A run to train: its id, resolved configuration (a dict) and folder."""
+    """A run to train: its id, resolved configuration (a dict) and folder, and the user's Python
+    files its configuration names (:func:`trainlab.study.code.code_of`), which travel with it."""
 
     run_id: str
     config: dict[str, Any]
     run_dir: str
+    code: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 _DATA: dict[str, Any] = {}  # per worker process: data sets already loaded, by data_key
@@ -57,11 +59,13 @@ def execute(job: list[Task], sink: Sink, data: ImageData | None = None, threads:
     import torch
 
     from trainlab.config import RunConfig
+    from trainlab.study.code import with_code
     from trainlab.train.record import train_job
 
     if threads:
         torch.set_num_threads(threads)
-    train_job([RunConfig.model_validate(task.config) for task in job], data or _data(job[0].config),
+    configs = [with_code(task.config, task.code) for task in job]
+    train_job([RunConfig.model_validate(config) for config in configs], data or _data(configs[0]),
               [Path(task.run_dir) for task in job], sink, progress)
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 from trainlab.store import FINISHED, FileLock, RunStore
+from trainlab.study.code import code_of
 from trainlab.study.executors import Task
 from trainlab.study.spec import PlannedRun
 
@@ -29,6 +31,7 @@ class RunLocks:
     def __init__(self, store: RunStore):
         self.store = store
         self.held: dict[str, FileLock] = {}
+        self.edited = 0  # runs left pending because their code changed after planning
         self.skipped: list[PlannedRun] = []
 
     def train(self, runs: list[PlannedRun], group: Callable[[list[PlannedRun]], list[list[PlannedRun]]],
@@ -56,8 +59,23 @@ class RunLocks:
         (noted in :attr:`skipped`) or has finished meanwhile; a job left empty is passed over."""
         for job in jobs:
             mine = [run for run in job if self._claim(run)]
-            if mine:
-                yield [Task(r.run_id, r.config.to_dict(), str(self.store.run_dir(r.run_id))) for r in mine]
+            if not mine:
+                continue
+            configs = [r.config.to_dict() for r in mine]
+            code = code_of(configs[0])  # the user's files (one model and data set per job), sent with it
+            if code and mine[0].config.run_id() != mine[0].run_id:  # computed again: from the files as they are
+                self._edited(mine)
+                continue
+            yield [Task(r.run_id, config, str(self.store.run_dir(r.run_id)), code) for r, config in zip(mine, configs)]
+
+    def _edited(self, runs: list[PlannedRun]) -> None:
+        """Leave pending the runs whose model or data file was edited since they were planned."""
+        self.release(r.run_id for r in runs)
+        self.edited += len(runs)
+        if self.edited == len(runs):  # the first such job: say it once
+            warnings.warn("a model or data file changed since the study was planned; runs not started yet are "
+                          "left pending (their ids name the code as planned): run the study again to train the "
+                          "edited code", stacklevel=2)
 
     def _claim(self, run: PlannedRun) -> bool:
         claim = self.store.claim(run.run_id)

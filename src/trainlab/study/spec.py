@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -192,8 +193,9 @@ class PlannedRun:
     config: RunConfig = field(repr=False)
     variant: str = ""
 
-    @property
+    @cached_property
     def run_id(self) -> str:
+        """The run's id, computed once: a model or data file edited while the study runs does not change it."""
         return self.config.run_id()
 
 

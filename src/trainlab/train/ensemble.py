@@ -62,7 +62,8 @@ def train_together(train: Callable[[], T], n_runs: int) -> T | None:
     except MixedResume:
         return None
     except Exception as error:
-        warnings.warn(f"ensemble of {n_runs} runs failed ({type(error).__name__}: {error}); "
+        reason = str(error).split(". ")[0].split("\n")[0][:200]
+        warnings.warn(f"ensemble of {n_runs} runs failed ({type(error).__name__}: {reason}); "
                       "training them one by one", stacklevel=3)
         return None
 
