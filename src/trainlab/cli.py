@@ -451,22 +451,21 @@ COMMANDS = {"train": cmd_train, "runs": cmd_runs, "show": cmd_show, "analyze": c
             "plan": cmd_plan, "run": cmd_run, "status": cmd_status}
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _format_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
     """trainlab's own warnings (UserWarning) as one line, without the source line they come from."""
     if issubclass(category, UserWarning):
-        print(f"trainlab: warning: {message}", file=file or sys.stderr)
-    else:
-        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+        return f"trainlab: warning: {message}\n"
+    return _PYTHON_FORMAT_WARNING(message, category, filename, lineno, line)
 
 
-_PYTHON_SHOW_WARNING = warnings.showwarning
+_PYTHON_FORMAT_WARNING = warnings.formatwarning
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trainlab`` console script."""
     args = build_parser().parse_args(argv)
     try:
-        warnings.showwarning = _show_warning
+        warnings.formatwarning = _format_warning
         code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe surfaces here, where it is handled below, not at exit
         return code
@@ -480,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
         return 0
     finally:
-        warnings.showwarning = _PYTHON_SHOW_WARNING
+        warnings.formatwarning = _PYTHON_FORMAT_WARNING
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Networks from the user's own code (``kind: python``) and from torchvision (``kind: torchvision``)."""
 
+import json
 import shutil
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -97,6 +100,32 @@ def test_a_module_vmap_cannot_batch_trains_its_runs_one_by_one_with_a_note(tmp_p
     assert set(together.runs["status"]) == {"done"} and len(together.runs) == 4
     metrics = ["train_loss", "test_acc"]
     assert (together.runs[metrics].to_numpy() == alone.runs[metrics].to_numpy()).all()
+
+
+def test_embeddings_of_a_user_layer_and_the_summary_of_a_user_network(tmp_path, capsys):
+    from trainlab.analysis.embeddings import features, load_embeddings
+    from trainlab.data import load_data
+    from trainlab.train import train_run
+
+    target = f"{EXAMPLE / 'nets.py'}:TinyNet"
+    cfg = load_config({"data": {"name": "digits"}, "train": {"epochs": 1, "threads": 1},
+                       "model": {"kind": "python", "target": target, "args": {"width": 3}},
+                       "probes": {"embeddings_at": [1], "embedding_layer": "features.5", "embedding_samples": 40}})
+    result = train_run(cfg, run_dir=tmp_path / "run")
+    saved = load_embeddings(tmp_path / "run")[1]
+    data = load_data(cfg.data)
+    x = data.test.x[torch.from_numpy(saved["indices"])]
+    assert saved["features"].shape == (40, 3 * 2 * 2)  # 3 channels of 2 x 2 after two 2x2 pools of 8 x 8
+    direct = features(result.model, x, data.mean, data.std, layer="features.5").numpy()
+    assert np.allclose(saved["features"], direct, atol=1e-6)
+
+    assert main(["summary", "--model", f"{{kind: python, target: '{target}', args: {{width: 3}}}}",
+                 "--input-shape", "1,8,8", "--num-classes", "10", "--json"]) == 0
+    table = pd.DataFrame(json.loads(capsys.readouterr().out)["layers"])
+    model = create_model({"kind": "python", "target": target, "args": {"width": 3}}, (1, 8, 8), 10)
+    assert table["name"].tolist() == [name for name, m in model.named_modules() if name and not list(m.children())]
+    assert table["trainable"].sum() == sum(p.numel() for p in model.parameters())
+    assert table.set_index("name").loc["features.5", "output_shape"] == [3, 2, 2]
 
 
 def test_torchvision_models_take_the_datas_channels_and_classes():
