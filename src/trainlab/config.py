@@ -368,8 +368,9 @@ class TrainConfig(Section):
 class ProbesConfig(Section):
     """Gradient, weight, update and activation statistics recorded while the run trains.
 
-    By default ``per_epoch`` evenly spaced steps of each epoch plus its last step are probed;
-    ``every`` probes every N-th step instead. ``embeddings_at`` lists the epochs (0: before
+    By default up to ``per_epoch`` evenly spaced steps of each epoch plus its last step are probed,
+    at most one in 10 (:func:`trainlab.train.loop.probe_schedule`); ``every`` probes every N-th step
+    instead. ``embeddings_at`` lists the epochs (0: before
     training) at which the features of ``embedding_layer`` (default: the input of the last
     Linear layer) are saved for the same ``embedding_samples`` test images.
 

@@ -131,7 +131,7 @@ def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
     steps_per_epoch = 8  # 256 training images / batch 32
     due = probe_schedule(cfg.probes, steps_per_epoch)
     expected_steps = [s for s in range(2 * steps_per_epoch) if due(s)]
-    assert expected_steps == [0, 2, 4, 6, 7, 8, 10, 12, 14, 15]  # 4 evenly spaced + each epoch's last
+    assert expected_steps == [0, 7, 15]  # the first step, and each epoch's last (1 in 10 at most: 8 steps)
     assert sorted(result.probes.step.unique()) == expected_steps
     stored = RunStore(tmp_path).probes(result.run_id)
     assert len(stored) == len(result.probes)
@@ -141,6 +141,24 @@ def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
     assert len(hists) == len(result.probe_histograms) and hists.counts.map(len).eq(cfg.probes.bins).all()
     assert {"grad", "weight", "update_ratio", "activation"} <= set(stored.quantity)
     assert train_run(load_config({**tiny_config(epochs=1), "probes": {"enabled": False}})).probes.empty
+
+
+def test_the_default_schedule_probes_at_most_one_step_in_ten_and_each_epochs_last():
+    from trainlab.config import ProbesConfig
+    from trainlab.train.loop import probe_schedule
+
+    def probed(steps: int, epoch: int, **options) -> list[int]:
+        due = probe_schedule(ProbesConfig(**options), steps)
+        return [s - epoch * steps for s in range(epoch * steps, (epoch + 1) * steps) if due(s)]
+
+    assert probed(18, 0) == [0, 17] and probed(18, 1) == [17]  # the run's first step, then each epoch's last
+    assert probed(40, 0) == probed(40, 3) == [0, 13, 26, 39]
+    assert probed(100, 2) == [0, 25, 50, 75, 99]  # per_epoch 4 evenly spaced, and the last
+    assert probed(100, 2, per_epoch=2) == [0, 50, 99]
+    assert probed(10, 1, every=3) == [2, 5, 8]
+    for steps in range(1, 300):
+        later = probed(steps, 1)
+        assert later[-1] == steps - 1 and len(later) <= max(1, steps // 10)
 
 
 @pytest.mark.parametrize("device", DEVICES)

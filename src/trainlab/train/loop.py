@@ -87,13 +87,24 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+# A probed step costs up to about 1.8 training steps on 2 CPU cores (the 001 MLP: bench/probe_step.py):
+# one probed step in 10 keeps the probes under about 10% of the training time (bench/run.py --only probes).
+PROBE_GAP = 10
+
+
 def probe_schedule(cfg: ProbesConfig, steps: int) -> Callable[[int], bool]:
-    """Which global steps are probed: every N-th, or ``per_epoch`` evenly spaced ones of the epoch's ``steps``
-    plus its last."""
+    """Which global steps are probed: every N-th (``every``), or the per-epoch schedule.
+
+    Per epoch of ``steps``: its last step and up to ``per_epoch`` evenly spaced ones from its first,
+    at most one probed step in every ``PROBE_GAP`` (short epochs probe fewer steps, so that probes
+    cost at most about a tenth of the training time), and the run's very first step (the network
+    as initialised) in any case.
+    """
     if cfg.every:
         return lambda step: step % cfg.every == 0
-    chosen = {i * steps // cfg.per_epoch for i in range(cfg.per_epoch)} | {steps - 1}
-    return lambda step: step % steps in chosen
+    spaced = min(cfg.per_epoch, steps // PROBE_GAP - 1)
+    chosen = {i * steps // spaced for i in range(spaced)} | {steps - 1}
+    return lambda step: step == 0 or step % steps in chosen
 
 
 def steps_per_epoch(cfg: RunConfig, data: ImageData) -> int:
