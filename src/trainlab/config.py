@@ -316,8 +316,10 @@ class TrainConfig(Section):
     sum over layers of each layer's mean (``layer_mean``).
 
     ``precision: bf16`` runs the forward passes under bfloat16 autocast (weights, gradients and
-    optimiser state stay float32); ``channels_last`` stores conv weights and image batches in
-    NHWC order, which convolutions on recent GPUs prefer.
+    optimiser state stay float32); ``auto`` does so where the device computes in bfloat16
+    natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX) and stays fp32 elsewhere.
+    ``channels_last`` stores conv weights and image batches in NHWC order, which convolutions on
+    recent GPUs prefer.
     """
 
     epochs: int = Field(10, ge=1)
@@ -348,7 +350,7 @@ class TrainConfig(Section):
     seed: int = 0
     device: str = "auto"
     threads: int | None = Field(None, gt=0)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "auto"] = "fp32"
     channels_last: bool = False
 
     @field_validator("device")

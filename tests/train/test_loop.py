@@ -186,3 +186,30 @@ def test_channels_last_gives_the_same_numbers_as_the_default_layout(device):
     assert nhwc.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     assert not plain.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     pd.testing.assert_frame_equal(_numbers(nhwc.history), _numbers(plain.history), rtol=1e-4, atol=1e-5)
+
+
+def test_precision_auto_is_bf16_only_where_the_cpu_has_bfloat16_instructions(monkeypatch):
+    from trainlab.train import loop
+
+    cpu = torch.device("cpu")
+    for flags, expected in [({"avx2", "avx512f"}, "fp32"), ({"avx512f", "avx512_bf16"}, "bf16"),
+                            ({"amx_bf16", "amx_tile"}, "bf16"), (set(), "fp32")]:
+        loop.native_bf16.cache_clear()
+        monkeypatch.setattr(loop, "cpu_flags", lambda flags=flags: flags)
+        assert loop.resolve_precision("auto", cpu) == expected, flags
+        assert loop.resolve_precision("fp32", cpu) == "fp32" and loop.resolve_precision("bf16", cpu) == "bf16"
+    loop.native_bf16.cache_clear()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_precision_auto_trains_exactly_as_the_precision_it_resolves_to(device):
+    from trainlab.train.loop import resolve_precision
+
+    raw = {**tiny_config(epochs=2), "train": {**tiny_config(epochs=2)["train"], "device": device, "threads": 1}}
+    auto = train_run(load_config(raw, ["train.precision=auto"])).history
+    chosen = resolve_precision("auto", torch.device(device))
+    same = train_run(load_config(raw, [f"train.precision={chosen}"])).history
+    other = train_run(load_config(raw, [f"train.precision={'fp32' if chosen == 'bf16' else 'bf16'}"])).history
+    columns = ["train_loss", "test_loss", "test_acc"]
+    pd.testing.assert_frame_equal(auto[columns], same[columns])
+    assert not auto[columns].equals(other[columns])

@@ -9,6 +9,7 @@ the metric rows and the checkpoints.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -71,8 +72,39 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str) -> torch.autocast:
-    """bfloat16 autocast on ``device`` when ``precision`` is ``bf16``; a no-op context for ``fp32``."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """bfloat16 autocast on ``device`` when ``precision`` is ``bf16`` (or ``auto`` resolves to it,
+    :func:`resolve_precision`); a no-op context for ``fp32``."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=resolve_precision(precision, device) == "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16``: ``auto`` is ``bf16`` where ``device`` computes in bfloat16 natively."""
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device.type) else "fp32"
+
+
+@functools.lru_cache(maxsize=None)
+def native_bf16(device_type: str) -> bool:
+    """Whether ``device_type`` (``cpu``, ``cuda``) has bfloat16 arithmetic in hardware.
+
+    CUDA: ``torch.cuda.is_bf16_supported()`` without emulation (compute capability 8.0 and later).
+    CPU: the AVX512-BF16 or AMX-BF16 instructions, from the kernel's CPU flags (Linux); False elsewhere.
+    """
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device_type == "cpu":
+        return bool(BF16_FLAGS & cpu_flags())
+    return False
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as the Linux kernel lists them (``/proc/cpuinfo``); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((set(line.split(":", 1)[1].split()) for line in info if line.startswith("flags")), set())
+    except OSError:
+        return set()
 
 
 @contextmanager
@@ -87,6 +119,7 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native bfloat16 arithmetic
 # A probed step costs up to about 1.8 training steps on 2 CPU cores (the 001 MLP: bench/probe_step.py):
 # one probed step in 10 keeps the probes under about 10% of the training time (bench/run.py --only probes).
 PROBE_GAP = 10
