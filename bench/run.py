@@ -7,11 +7,12 @@
 Rows (issue G): ``report`` the 001 MLP written as report 001 did (torchvision data set, per-sample
 PIL transforms, DataLoader) vs trainlab; ``floor`` a minimal tensor-resident PyTorch loop vs
 trainlab with default probes, with achieved and matmul GFLOP/s; ``probes`` trainlab with its default
-probes on vs off, at 18 and 40 steps per epoch; ``ensemble`` 8 seeds of the 000
+probes on vs off, at 18 and 40 steps per epoch; ``precision`` bf16 autocast and channels_last vs fp32 for
+the 001 MLP and the 000, 003 and 004 CNNs at their studies' batch sizes; ``ensemble`` 8 seeds of the 000
 CNN at batch 16 one after another vs one vectorised ensemble; ``study`` the 001 activation and
 depth studies end to end vs their FLOP count at matmul speed, with peak RSS; ``data`` first and
 cached load of the 60,000 CIFAR-10 JPEGs; ``threads`` one process with all cores vs one process
-per core, for a small and a large model. With CUDA the ``floor``, ``probes`` and ``ensemble`` rows also run on
+per core, for a small and a large model. With CUDA the ``floor``, ``probes``, ``precision`` and ``ensemble`` rows also run on
 the GPU. CIFAR-10 is the JPEG tree ``--cifar10 DIR`` (or the ``cifar10-jpeg.tar.gz`` next to the
 repository, extracted once into the temp folder).
 """
@@ -362,6 +363,62 @@ def bench_data(tree: Path) -> list[dict]:
     ]
 
 
+PRECISION_MODELS = {  # a study whose first run's network and batch size are timed: a label for the row
+    "001-activations": "001 MLP", "000-baseline": "000 CNN", "003-cnn-variants": "003 CNN", "004-bn-dropout": "004 CNN",
+}
+LAYOUTS = {"bf16": ("bf16", False), "channels_last": ("fp32", True), "bf16 + channels_last": ("bf16", True)}
+
+
+def precision_step(study: str, precision: str, channels_last: bool, device: torch.device) -> Callable[[], float]:
+    """A measure of training samples/s (forward, backward, Adam) of ``study``'s first network at its batch
+    size, on random images, under ``precision`` and the memory layout; about a second per call."""
+    from trainlab.train.loop import autocast
+
+    cfg = plan_study(study)[1][0].config
+    shape = (1 if cfg.data.grayscale else 3, 32, 32)
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = create_model(cfg.model, shape, 10).to(device, memory_format=layout)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.randn(cfg.train.batch_size, *shape, device=device).contiguous(memory_format=layout)
+    y = torch.randint(0, 10, (cfg.train.batch_size,), device=device)
+
+    def steps(n: int) -> float:
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(n):
+            with autocast(device, precision):
+                loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sync(device)
+        return time.perf_counter() - start
+
+    n = max(3, round(3 / steps(3)))  # calibrated to about a second
+    return lambda: n * len(x) / steps(n)
+
+
+def bench_precision(tree: Path, size: dict, device: torch.device) -> list[dict]:
+    """bf16 autocast and channels_last against fp32, for the 001 MLP and the 000, 003 and 004 CNNs at their
+    studies' batch sizes: training samples/s, median of paired rounds."""
+    from trainlab.train.loop import native_bf16
+
+    where = "GPU" if device.type == "cuda" else "CPU"
+    native = "native bf16" if native_bf16(device.type) else "bf16 emulated: no native bf16 on this device"
+    rows = []
+    for study, label in PRECISION_MODELS.items():
+        variants = {"fp32": ("fp32", False), **LAYOUTS}
+        measures = [precision_step(study, precision, last, device) for precision, last in variants.values()]
+        results = paired_rounds(size["rounds"], *measures)
+        batch = plan_study(study)[1][0].config.train.batch_size
+        for name, result in list(zip(variants, results))[1:]:
+            ratio = paired_ratio(result, results[0])
+            rows.append(row(f"{label} {name} ({where})", f"training samples/s at batch {batch}, {name} vs fp32",
+                            median(result), median(results[0]), "samples/s", "(choice)", None, native, ratio=ratio))
+    return rows
+
+
 def bench_threads(tree: Path) -> list[dict]:
     """Threads vs processes: 2 x cores runs in this process with all cores, vs one 1-thread worker per core.
 
@@ -388,8 +445,8 @@ def bench_threads(tree: Path) -> list[dict]:
     return rows
 
 
-ROWS = {"report": bench_report_style, "floor": bench_floor, "probes": bench_probes, "ensemble": bench_ensemble,
-        "study": bench_study, "data": bench_data, "threads": bench_threads}
+ROWS = {"report": bench_report_style, "floor": bench_floor, "probes": bench_probes, "precision": bench_precision,
+        "ensemble": bench_ensemble, "study": bench_study, "data": bench_data, "threads": bench_threads}
 
 
 def main() -> None:
@@ -415,7 +472,7 @@ def main() -> None:
     rows = []
     for name in chosen:
         started = time.perf_counter()
-        if name in ("floor", "probes", "ensemble"):
+        if name in ("floor", "probes", "precision", "ensemble"):
             for device in devices:
                 rows += ROWS[name](tree, size, device)
         elif name == "data" or name == "threads":
