@@ -8,7 +8,8 @@ Rows (issue G): ``report`` the 001 MLP written as report 001 did (torchvision da
 PIL transforms, DataLoader) vs trainlab; ``floor`` a minimal tensor-resident PyTorch loop vs
 trainlab with default probes, with achieved and matmul GFLOP/s; ``probes`` trainlab with its default
 probes on vs off, at 18 and 40 steps per epoch; ``precision`` bf16 autocast and channels_last vs fp32 for
-the 001 MLP and the 000, 003 and 004 CNNs at their studies' batch sizes; ``ensemble`` 8 seeds of the 000
+the 001 MLP and the 000, 003 and 004 CNNs at their studies' batch sizes; ``shared`` the quickstart and a
+12-run study while another job keeps every core busy, default vs threads 1 and processes; ``ensemble`` 8 seeds of the 000
 CNN at batch 16 one after another vs one vectorised ensemble; ``study`` the 001 activation and
 depth studies end to end vs their FLOP count at matmul speed, with peak RSS; ``data`` first and
 cached load of the 60,000 CIFAR-10 JPEGs; ``threads`` one process with all cores vs one process
@@ -363,6 +364,45 @@ def bench_data(tree: Path) -> list[dict]:
     ]
 
 
+SHARED_STUDIES = {  # a 12-run study: 2 optimisers x 2 learning rates x 3 seeds of a small CNN on the digits
+    "quickstart": "quickstart",
+    "12-run CNN": {"name": "shared", "base": {"data": {"name": "digits"}, "train": {"epochs": 8, "batch_size": 32},
+                                              "model": {"kind": "cnn", "blocks": [{"channels": 16}, {"channels": 32}],
+                                                        "fc": [64]}},
+                   "vary": {"train.optimizer": ["sgd", "adam"], "train.lr": [0.01, 0.001]}, "seeds": 3},
+}
+# another job on the machine: a PyTorch loop on as many threads as there are cores
+COMPETING_LOAD = ("import torch\na = torch.randn(512, 512)\nwhile True:\n    a = torch.tanh(a @ a * 0.01)\n")
+
+
+def bench_shared(tree: Path) -> list[dict]:
+    """A study while another job keeps every core busy: the default (local executor, threads chosen by
+    trainlab) against the best of ``train.threads=1`` and ``--executor processes``, for the quickstart and
+    a 12-run study."""
+    cores = os.cpu_count() or 1
+    load = subprocess.Popen([sys.executable, "-c", COMPETING_LOAD], env={**os.environ, "OMP_NUM_THREADS": str(cores)})
+    time.sleep(2)  # the load is running before anything is timed
+    rows = []
+    try:
+        for label, study in SHARED_STUDIES.items():
+            def timed(executor: str = "local", overrides: tuple[str, ...] = ()) -> float:
+                start = time.perf_counter()
+                run_study(study, overrides=list(overrides), store=tempfile.mkdtemp(dir=WORK), executor=executor,
+                          workers=cores if executor == "processes" else None)
+                return time.perf_counter() - start
+
+            timed(overrides=("train.epochs=1", "probes.embeddings_at=[]"))  # warm-up: the first study in a process pays for imports
+            default, one_thread, processes = timed(), timed(overrides=("train.threads=1",)), timed("processes")
+            best = min(one_thread, processes)
+            rows.append(row(f"shared: {label}", f"seconds with another {cores}-thread job running: default vs the "
+                            f"best of threads 1 ({one_thread:.1f} s) and processes ({processes:.1f} s)",
+                            default, best, "s", "<= 1.5x", default <= 1.5 * best))
+    finally:
+        load.kill()
+        load.wait()
+    return rows
+
+
 PRECISION_MODELS = {  # a study whose first run's network and batch size are timed: a label for the row
     "001-activations": "001 MLP", "000-baseline": "000 CNN", "003-cnn-variants": "003 CNN", "004-bn-dropout": "004 CNN",
 }
@@ -446,7 +486,8 @@ def bench_threads(tree: Path) -> list[dict]:
 
 
 ROWS = {"report": bench_report_style, "floor": bench_floor, "probes": bench_probes, "precision": bench_precision,
-        "ensemble": bench_ensemble, "study": bench_study, "data": bench_data, "threads": bench_threads}
+        "ensemble": bench_ensemble, "study": bench_study, "data": bench_data, "threads": bench_threads,
+        "shared": bench_shared}
 
 
 def main() -> None:
@@ -475,7 +516,7 @@ def main() -> None:
         if name in ("floor", "probes", "precision", "ensemble"):
             for device in devices:
                 rows += ROWS[name](tree, size, device)
-        elif name == "data" or name == "threads":
+        elif name in ("data", "threads", "shared"):
             rows += ROWS[name](tree)
         else:
             rows += ROWS[name](tree, size)

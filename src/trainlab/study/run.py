@@ -29,7 +29,7 @@ from trainlab.study.verdicts import Verdict, claim_values, judge
 from trainlab.train.bookkeeping import METRICS
 from trainlab.train.ensemble import ensemble_groups, ensemble_pays
 from trainlab.train.fit import stored_history
-from trainlab.train.loop import resolve_device
+from trainlab.train.loop import intra_op_threads, resolve_device
 from trainlab.train.record import Recorder
 
 ENDED = (*FINISHED, "failed")  # statuses of runs that a study does not train again by itself
@@ -59,6 +59,7 @@ def plan_study(
     return spec, runs
 
 
+@intra_op_threads(None)  # the whole study (data, FLOP counts, verdicts too) on the cores other jobs leave free
 def run_study(
     study: str | Path | dict[str, Any],
     scale: str | None = None,

@@ -24,6 +24,7 @@ from trainlab.data import ImageData, Split
 from trainlab.errors import UserError
 from trainlab.train.batches import epoch_batches
 from trainlab.train.bookkeeping import CurveRows, ProbeRows, RunBook, TrainResult
+from trainlab.train.cores import free_cores
 
 
 class Trainer(Protocol):
@@ -109,8 +110,10 @@ def cpu_flags() -> set[str]:
 
 @contextmanager
 def intra_op_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` CPU threads for torch's operators (unchanged when None)."""
+    """Run the block with ``threads`` CPU threads for torch's operators; when None, with as many as
+    torch has, but no more than the cores other jobs leave free (:mod:`trainlab.train.cores`)."""
     previous = torch.get_num_threads()
+    threads = threads or (min(previous, free_cores()) if previous > 1 else None)
     if threads:
         torch.set_num_threads(threads)
     try:
