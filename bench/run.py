@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainlab.config import load_config
+from trainlab.config import RunConfig, load_config
 from trainlab.data import load_data, to_float
 from trainlab.models import create_model
 from trainlab.study import plan_study, run_study
@@ -409,12 +409,11 @@ PRECISION_MODELS = {  # a study whose first run's network and batch size are tim
 LAYOUTS = {"bf16": ("bf16", False), "channels_last": ("fp32", True), "bf16 + channels_last": ("bf16", True)}
 
 
-def precision_step(study: str, precision: str, channels_last: bool, device: torch.device) -> Callable[[], float]:
-    """A measure of training samples/s (forward, backward, Adam) of ``study``'s first network at its batch
-    size, on random images, under ``precision`` and the memory layout; about a second per call."""
+def precision_step(cfg: RunConfig, precision: str, channels_last: bool, device: torch.device) -> Callable[[], float]:
+    """A measure of training samples/s (forward, backward, Adam) of ``cfg``'s network at its batch size, on
+    random images, under ``precision`` and the memory layout; about a second per call."""
     from trainlab.train.loop import autocast
 
-    cfg = plan_study(study)[1][0].config
     shape = (1 if cfg.data.grayscale else 3, 32, 32)
     torch.manual_seed(0)
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -448,10 +447,11 @@ def bench_precision(tree: Path, size: dict, device: torch.device) -> list[dict]:
     native = "native bf16" if native_bf16(device.type) else "bf16 emulated: no native bf16 on this device"
     rows = []
     for study, label in PRECISION_MODELS.items():
+        cfg = plan_study(study)[1][0].config  # the study's first run
         variants = {"fp32": ("fp32", False), **LAYOUTS}
-        measures = [precision_step(study, precision, last, device) for precision, last in variants.values()]
+        measures = [precision_step(cfg, precision, last, device) for precision, last in variants.values()]
         results = paired_rounds(size["rounds"], *measures)
-        batch = plan_study(study)[1][0].config.train.batch_size
+        batch = cfg.train.batch_size
         for name, result in list(zip(variants, results))[1:]:
             ratio = paired_ratio(result, results[0])
             rows.append(row(f"{label} {name} ({where})", f"training samples/s at batch {batch}, {name} vs fp32",

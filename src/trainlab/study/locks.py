@@ -31,7 +31,7 @@ class RunLocks:
     def __init__(self, store: RunStore):
         self.store = store
         self.held: dict[str, FileLock] = {}
-        self.edited = 0  # runs left pending because their code changed after planning
+        self.warned_edited = False  # said once that runs were left pending: their code changed after planning
         self.skipped: list[PlannedRun] = []
 
     def train(self, runs: list[PlannedRun], group: Callable[[list[PlannedRun]], list[list[PlannedRun]]],
@@ -71,8 +71,8 @@ class RunLocks:
     def _edited(self, runs: list[PlannedRun]) -> None:
         """Leave pending the runs whose model or data file was edited since they were planned."""
         self.release(r.run_id for r in runs)
-        self.edited += len(runs)
-        if self.edited == len(runs):  # the first such job: say it once
+        if not self.warned_edited:
+            self.warned_edited = True
             warnings.warn("a model or data file changed since the study was planned; runs not started yet are "
                           "left pending (their ids name the code as planned): run the study again to train the "
                           "edited code", stacklevel=2)

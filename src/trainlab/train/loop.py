@@ -123,7 +123,7 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
 
 
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPU flags of native bfloat16 arithmetic
-# A probed step costs up to about 1.8 training steps on 2 CPU cores (the 001 MLP: bench/probe_step.py):
+# A probed step costs about two training steps on 2 CPU cores (the 001 MLP: bench/probe_step.py, bench/run.py):
 # one probed step in 10 keeps the probes under about 10% of the training time (bench/run.py --only probes).
 PROBE_GAP = 10
 
