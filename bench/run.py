@@ -327,14 +327,13 @@ def study_child(store: str, tree: Path, size: dict) -> None:
     if size["study_epochs"]:
         overrides.append(f"train.epochs={size['study_epochs']}")
     if size["study_limit"]:
-        overrides.append(f"data.limit={size['study_limit']}")
+        overrides += [f"data.limit={size['study_limit']}", f"data.val_size={size['study_limit'] // 5}"]
     start = time.perf_counter()
-    runs = sum(len(run_study(study, overrides=overrides, store=store).runs) for study in STUDIES_001)
+    trained = [run_study(study, overrides=overrides, store=store).planned for study in STUDIES_001]
     seconds = time.perf_counter() - start
     peak_rss = peak_rss_kb()  # before counting FLOPs below
     total_flops, epochs = 0, 0
-    for study in STUDIES_001:
-        _, planned = plan_study(study, overrides=overrides)
+    for planned in trained:  # every run trained, seeds that claims added included
         data = load_data(planned[0].config.data)
         for run in planned:
             cfg = run.config
@@ -344,6 +343,7 @@ def study_child(store: str, tree: Path, size: dict) -> None:
             evaluated = len(data.val) + len(data.test)
             total_flops += cfg.train.epochs * (len(data.train) * per_sample + evaluated * per_sample / 3)
             epochs = cfg.train.epochs
+    runs = sum(len(planned) for planned in trained)
     print(json.dumps({"seconds": seconds, "flops": total_flops, "runs": runs, "epochs": epochs, "peak_rss": peak_rss}))
 
 

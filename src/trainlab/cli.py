@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from trainlab.errors import UserError
+from trainlab.interrupts import Interrupted, stop_on_signals
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
 from trainlab.study.executors import EXECUTORS
 
@@ -466,15 +467,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         warnings.formatwarning = _format_warning
-        code = COMMANDS[args.command](args)
+        with stop_on_signals():
+            code = COMMANDS[args.command](args)
         sys.stdout.flush()  # a closed pipe surfaces here, where it is handled below, not at exit
         return code
     except UserError as error:
         print(f"trainlab: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("trainlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # runs that were training are marked interrupted, and resume
+        stop = error if isinstance(error, Interrupted) else Interrupted("SIGINT")
+        print(f"trainlab: interrupted by {stop}; the same command again resumes where it stopped", file=sys.stderr)
+        return stop.exit_code
     except BrokenPipeError:  # the reader went away (trainlab plan X | head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again
         return 0

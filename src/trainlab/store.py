@@ -101,7 +101,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
 );
 """
 
-STATUSES = ("pending", "running", "done", "failed", "diverged")
+STATUSES = ("pending", "running", "done", "failed", "diverged", "interrupted")  # interrupted: Ctrl-C, SIGTERM
 FINISHED = ("done", "diverged")  # runs that need no more training
 
 
@@ -197,7 +197,7 @@ class RunStore:
             )
 
     def finish_run(self, run_id: str, status: str, error: str | None = None, diverged_step: int | None = None) -> None:
-        """Record a run's final ``status`` (done, failed, diverged) and its duration."""
+        """Record a run's final ``status`` (done, failed, diverged, interrupted) and its duration."""
         assert status in STATUSES, status
         fault_point("store.finish")
         now = time.time()

@@ -14,8 +14,10 @@ Executors take jobs from an iterable as they start them, so the caller can claim
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import os
+import signal
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -162,8 +164,7 @@ class _Pool:
             del self.busy[connection]
             process.join()
             connection.close()
-            reason = f"worker process died (exit code {process.exitcode})"
-            recorder.fail([task.run_id for task in job], reason)
+            recorder.fail([task.run_id for task in job], *_death(process.exitcode))
             return
         if message is None:
             del self.busy[connection]
@@ -172,22 +173,39 @@ class _Pool:
             recorder.apply(message)
 
     def close(self) -> None:
-        """Let idle workers exit; kill busy ones (the driver is stopping)."""
+        """Let idle workers exit; kill busy ones (the driver is stopping, or was interrupted)."""
         for connection, process in self.idle:
-            if process.is_alive():
+            try:
                 connection.send(None)
+            except OSError:  # it has died meanwhile
+                pass
         for _, process in self.busy.values():
             process.kill()
         for _, process in self.idle + list(self.busy.values()):
-            process.join()
+            process.join(timeout=5)
+            process.kill()  # an idle worker that did not exit in time (no-op once it has)
         for lifeline in self.lifelines:
             lifeline.close()
 
 
+def _death(exitcode: int | None) -> tuple[str, str]:
+    """The reason and status of the runs of a worker that died with ``exitcode``: stopped by SIGTERM
+    or SIGINT, they are ``interrupted`` (resumable); killed otherwise (SIGKILL: the OOM killer), ``failed``."""
+    stopped = {-signal.SIGTERM: "SIGTERM", -signal.SIGINT: "SIGINT"}
+    if exitcode in stopped:
+        return f"worker process interrupted by {stopped[exitcode]}", "interrupted"
+    return f"worker process died (exit code {exitcode})", "failed"
+
+
 def _worker(connection: Connection, lifeline: Connection, threads: int) -> None:
     """A worker process: train the jobs it receives, streaming their messages, until it receives None."""
+    from tqdm import tqdm
+
+    from trainlab.interrupts import ignore_interrupts
     from trainlab.train.record import Relay
 
+    ignore_interrupts()
+    tqdm.set_lock(threading.RLock())  # not tqdm's default process lock: a killed worker would leak its semaphore
     threading.Thread(target=_exit_with_driver, args=(lifeline,), daemon=True).start()
     relay = Relay(connection.send)
     while (job := connection.recv()) is not None:
@@ -224,7 +242,8 @@ def run_on_ray(jobs: Iterable[list[Task]], workers: int | None, address: str | N
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                 log_to_driver=False, ignore_reinit_error=True)
+                 log_to_driver=False, ignore_reinit_error=True,
+                 logging_level=logging.INFO if address else logging.ERROR)  # a local instance starts quietly
     try:
         _run_ray_tasks(ray, jobs, threads_per_worker(workers or int(ray.available_resources().get("CPU", 1))),
                        recorder)
@@ -256,6 +275,10 @@ def _run_ray_tasks(ray: Any, jobs: Iterable[list[Task]], threads: int, recorder:
                 except Exception as error:  # the worker died: Ray reports it on get
                     reason = f"ray worker failed: {type(error).__name__}: {error}"
                     recorder.fail([task.run_id for task in job], reason)
+    except KeyboardInterrupt:  # stop the tasks on the cluster too, not only this driver
+        for ref in futures:
+            ray.cancel(ref, force=True)
+        raise
     finally:
         messages.shutdown()
 

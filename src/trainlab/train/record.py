@@ -18,6 +18,7 @@ import yaml
 
 from trainlab.config import RunConfig
 from trainlab.data import ImageData
+from trainlab.interrupts import interruption
 from trainlab.store import RunStore
 from trainlab.train.bookkeeping import TrainResult
 from trainlab.train.ensemble import train_ensemble, train_together
@@ -42,8 +43,8 @@ class Recorder:
     finished.
 
     ``on_change(recorder)`` is called after a run starts or finishes. As a context manager, an
-    exception (Ctrl-C included) marks every run started and not finished ``failed`` with the
-    reason, then propagates.
+    exception marks every run started and not finished ``failed`` with the reason (Ctrl-C and
+    SIGTERM: ``interrupted``, see :mod:`trainlab.interrupts`), then propagates.
     """
 
     def __init__(self, store: RunStore, on_change: Callable[[Recorder], None] | None = None):
@@ -74,10 +75,10 @@ class Recorder:
         self.ended[run_id] = status
         self._changed()
 
-    def fail(self, run_ids: list[str], reason: str) -> None:
-        """Mark those of ``run_ids`` that are still running ``failed`` with ``reason``."""
+    def fail(self, run_ids: list[str], reason: str, status: str = "failed") -> None:
+        """Mark those of ``run_ids`` that are still running ``status`` (failed, interrupted) with ``reason``."""
         for run_id in [r for r in run_ids if r in self.running]:
-            self.finish(run_id, "failed", error=reason)
+            self.finish(run_id, status, error=reason)
 
     def apply(self, message: tuple[str, tuple]) -> None:
         """Replay a :class:`Relay` message."""
@@ -93,7 +94,9 @@ class Recorder:
         return self
 
     def __exit__(self, exc_type, error, tb) -> None:
-        if error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            self.fail(list(self.running), interruption(error), "interrupted")
+        elif error is not None:
             self.fail(list(self.running), failure_reason(error))
 
 
@@ -118,9 +121,7 @@ class Relay:
 
 
 def failure_reason(error: BaseException) -> str:
-    """What a failed run records: ``interrupted`` for Ctrl-C, else the error and its first traceback frames."""
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
+    """What a failed run records: the error and its first traceback frames."""
     return f"{type(error).__name__}: {error}\n{''.join(traceback.format_exception(error, limit=3))}"
 
 
