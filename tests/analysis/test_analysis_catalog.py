@@ -119,6 +119,20 @@ def test_conv_analyses_on_an_mlp_are_refused(tmp_path, capsys):
     assert names == {"guided_backprop", "saliency", "confusion"}
 
 
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_guided_backprop_of_a_net_without_relus_is_named_the_plain_gradient(tmp_path, capsys, activation):
+    run = {**CNN_RUN, "model": {"kind": "mlp", "hidden": [16], "activation": activation}, "probes": {}}
+    run_id = fit(run, store=tmp_path).run_id
+    written = _analyze(tmp_path, run_id, capsys, "--what", "guided_backprop,saliency", "--images", "4")
+    figure = "guided_backprop" if activation == "relu" else "guided_backprop_plain"
+    assert set(written.index) == {figure, "guided_backprop.npz", "saliency", "saliency.npz"}
+    caption = ANALYSES["guided_backprop"].caption(figure, AnalysisOptions())
+    assert caption.startswith("guided backpropagation" if activation == "relu" else "plain input gradient")
+    guided = np.load(written.loc["guided_backprop.npz", "path"])["attributions"]
+    gradient = np.load(written.loc["saliency.npz", "path"])["attributions"]  # |gradient|
+    assert np.array_equal(np.abs(guided), gradient) == (activation == "tanh")
+
+
 def test_default_analyses_of_a_resnet_skip_receptive_fields(tmp_path, capsys):
     run = {**CNN_RUN, "model": {"kind": "resnet", "stem_channels": 4,
                                 "stages": [{"channels": 4, "blocks": 1}, {"channels": 8, "blocks": 1, "stride": 2}]},

@@ -57,6 +57,12 @@ def guided_backprop(model: nn.Module, inputs: torch.Tensor, target: Any = None) 
     return _input_gradient(model, inputs, target, guided=True)
 
 
+def guides(model: nn.Module) -> bool:
+    """Whether :func:`guided_backprop` of ``model`` differs from its plain input gradient: whether it
+    has ``nn.ReLU`` modules (a net of sigmoid or tanh units, or of functional ``relu``, has none)."""
+    return any(isinstance(m, nn.ReLU) for m in model.modules())
+
+
 def _input_gradient(model: nn.Module, inputs: torch.Tensor, target: Any, guided: bool) -> torch.Tensor:
     """Gradient of the summed target values w.r.t. ``inputs``, optionally with guided ReLUs.
 

@@ -334,8 +334,9 @@ def _attribution(ctx: Context, method: str) -> None:
     names = ctx.class_labels
     titles = [names[int(c)] for c in y]
     fig = attribution.plot_attributions(x, values.detach().cpu(), titles=titles)
-    fig.suptitle(f"{method.replace('_', ' ')} for the {what}")
-    ctx.save_figure(method, fig)
+    figure, title = _attribution_names(ctx, method)
+    fig.suptitle(f"{title} for the {what}")
+    ctx.save_figure(figure, fig)
     ctx.save_arrays(method, attributions=values.detach().cpu().numpy(), labels=y.cpu().numpy())
 
 
@@ -359,13 +360,23 @@ def _neuron_attribution(ctx: Context, method: str, neurons: NeuronSet) -> None:
     values = getattr(attribution, method)(ctx.model, to_float(x, ctx.data.mean, ctx.data.std),
                                           (layer, per_image, "max")).detach().cpu()
     names = ctx.class_labels
-    what = method.replace("_", " ")
+    figure, what = _attribution_names(ctx, method)
     title = f"{what} of {len(channels)} neurons of {layer}, each on its top-{k} test images"
     fig = attribution.plot_attributions(x, values, titles=[names[int(c)] for c in y], title=title, per_row=k,
                                         row_titles=[f"{layer} ch {c}" for c in channels])
-    ctx.save_figure(method, fig)
+    ctx.save_figure(figure, fig)
     ctx.save_arrays(method, attributions=values.numpy(), labels=y.cpu().numpy(), images=images.numpy(),
                     channels=per_image.numpy())
+
+
+def _attribution_names(ctx: Context, method: str) -> tuple[str, str]:
+    """The figure name and title of an attribution: guided backprop of a net without ReLUs is the
+    plain gradient, and named so."""
+    from trainlab.analysis.attribution import guides
+
+    if method == "guided_backprop" and not guides(ctx.model):
+        return "guided_backprop_plain", "input gradient (no ReLU to guide)"
+    return method, method.replace("_", " ")
 
 
 def _most_active_channels(best_values: torch.Tensor, n: int) -> list[int]:
@@ -481,7 +492,9 @@ ANALYSES: dict[str, Analysis] = {a.name: a for a in [
                                      "at each chosen epoch"}),
     Analysis("guided_backprop", lambda ctx: _attribution(ctx, "guided_backprop"),
              options=("images", "target", "top_k", "seed"),
-             captions={"guided_backprop": "guided backpropagation for {target}"}),
+             captions={"guided_backprop": "guided backpropagation for {target}",
+                       "guided_backprop_plain": "plain input gradient for {target}: the network has no "
+                                                "ReLU, so guided backpropagation is the gradient itself"}),
     Analysis("saliency", lambda ctx: _attribution(ctx, "saliency"),
              options=("images", "target", "top_k", "seed"),
              captions={"saliency": "input-gradient saliency for {target}"}),
