@@ -226,6 +226,22 @@ def test_histograms_over_time_draws_each_step_over_its_own_edges_in_log_colour()
         histograms_over_time(hist, "block.fcc")
 
 
+@pytest.mark.parametrize("growth", [1, 1e4])
+def test_histograms_over_time_give_every_step_height_when_ranges_differ_by_decades(growth):
+    # a sigmoid net's gradients: the first steps' values a ten-thousandth of the last ones'
+    hist = _histograms(np.random.default_rng(0), steps=(0, 10, 20, 30))  # ranges up to 4x apart
+    hist["edges"] = [e * (growth if step == 30 else 1) for e, step in zip(hist["edges"], hist["step"])]
+    ax = histograms_over_time(hist, "block.fc").axes[0]
+    assert ax.get_yscale() == ("symlog" if growth > 1 else "linear")
+    ax.figure.canvas = FigureCanvasAgg(ax.figure)
+    ax.figure.draw_without_rendering()
+    coords = ax.collections[0].get_coordinates()
+    height = ax.bbox.height
+    for i in range(4):  # each step's column spans at least a twelfth of the axes, in pixels
+        pixels = ax.transData.transform(np.c_[coords[[0, -1], 2 * i, 0], coords[[0, -1], 2 * i, 1]])[:, 1]
+        assert abs(pixels[1] - pixels[0]) > height / 12
+
+
 def test_runtime_bars_are_mean_wall_time_with_std_and_throughput():
     runs = _runs()
     ax = runtime(runs, palette(LABELS)).axes[0]

@@ -338,6 +338,9 @@ def derivative_histograms(hist_by_label: Mapping[str, Runs], colours: Mapping[st
     return fig
 
 
+SYMLOG_SPREAD = 10  # steps' value ranges this many times apart get a symmetric-log value axis
+
+
 def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
                          title: str | None = None) -> Figure:
     """One run's histograms of ``layer``'s weight ``quantity`` as a heatmap: x step, y value, log colour.
@@ -345,6 +348,9 @@ def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
     Each probed step is a column drawn over its own edges (they follow that step's min..max), centred on
     the step and reaching halfway to its neighbours. The colour is the probability density (fraction of
     values per unit value), comparable across steps whose bins differ in width; empty bins are left blank.
+    When the steps' ranges differ by more than :data:`SYMLOG_SPREAD` (a sigmoid net's gradients grow a
+    thousandfold), the value axis is symmetric-log, linear within a tenth of the narrowest range, so
+    that every step's histogram has height.
     """
     tensor = _tensor(quantity)
     rows = hist[(hist["layer"] == layer) & (hist["tensor"] == tensor) & (hist["quantity"] == quantity)]
@@ -369,9 +375,14 @@ def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
     fig.colorbar(mesh, ax=ax, label="density (fraction per unit value, log scale)")
     name = QUANTITY_NAMES.get(quantity, quantity)
     title = _literal(title) if title else f"{name.capitalize()} histograms of {layer}.{tensor} over training"
-    ax.set(title=title,
-           xlabel="training step", ylabel=f"{name} value")
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    ax.set(title=title, xlabel="training step", ylabel=f"{name} value")
+    reach = np.abs(edges).max(axis=0)  # per step: the largest |value|
+    reach = reach[reach > 0]
+    if reach.size and reach.max() > SYMLOG_SPREAD * reach.min():
+        ax.set_yscale("symlog", linthresh=reach.min() / 10)
+        ax.set_ylabel(f"{name} value (symmetric log scale)")
+    else:
+        ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     return fig
 
 
