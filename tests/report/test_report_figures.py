@@ -7,6 +7,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.container import BarContainer
 from PIL import Image
+from scipy import stats
 
 from trainlab.errors import UserError
 from trainlab.report.figures import (
@@ -48,8 +49,11 @@ def _histograms(rng, layers=LAYERS, steps=(0, 10, 20), scale=1.0, bins=16):
     return pd.DataFrame(rows, columns=["step", "layer", "tensor", "quantity", "counts", "edges"])
 
 
-def _summary():
-    return pd.DataFrame({"label": LABELS, "test_acc_mean": [0.81, 0.74], "test_acc_ci": [0.03, np.nan]})
+def _finals(values=None):
+    """Finished runs' test accuracy: three seeds of relu, one of tanh (no interval), a failed run."""
+    values = values or {"relu": [0.80, 0.81, 0.82], "tanh": [0.74]}
+    rows = [(label, seed, "done", v) for label, vs in values.items() for seed, v in enumerate(vs)]
+    return pd.DataFrame(rows + [("tanh", 9, "failed", 0.1)], columns=["label", "seed", "status", "test_acc"])
 
 
 def _runs():
@@ -82,7 +86,7 @@ def test_palette_is_stable_and_distinct():
 def test_a_variant_has_the_same_colour_in_learning_curves_and_final_metrics():
     colours = palette(LABELS)
     curves = learning_curves(_histories(), colours)
-    bars = final_metrics(_summary(), colours)
+    bars = final_metrics(_finals(), colours)
     for label in LABELS:
         lines = [line for ax in curves.axes for line in ax.get_lines()
                  if line.get_label().startswith(label + " ")]
@@ -119,16 +123,28 @@ def test_learning_curves_band_needs_two_seeds_and_missing_splits_are_skipped():
         learning_curves(histories, palette(["only"]), metrics=("f1",))
 
 
-def test_final_metrics_bars_and_error_bars_equal_the_summary():
-    summary = _summary()
-    ax = final_metrics(summary, palette(LABELS)).axes[0]
+def test_final_metrics_bars_are_the_means_with_each_seed_and_a_t_interval():
+    ax = final_metrics(_finals(), palette(LABELS)).axes[0]
     container = _bars(ax)
-    np.testing.assert_allclose([p.get_height() for p in container.patches], summary["test_acc_mean"])
+    np.testing.assert_allclose([p.get_height() for p in container.patches], [0.81, 0.74])
     segments = container.errorbar.lines[2][0].get_segments()
     (_, lo), (_, hi) = segments[0]
-    assert hi - lo == pytest.approx(2 * 0.03) and (hi + lo) / 2 == pytest.approx(0.81)
-    assert len(segments[1]) == 0  # NaN ci: no error bar
-    assert [t.get_text() for t in ax.get_xticklabels()] == LABELS
+    half = stats.t.ppf(0.975, 2) * np.std([0.80, 0.81, 0.82], ddof=1) / np.sqrt(3)
+    assert (hi - lo) / 2 == pytest.approx(half) and (hi + lo) / 2 == pytest.approx(0.81)
+    assert len(segments[1]) == 0  # one seed: no interval
+    dots = [line.get_ydata() for line in ax.get_lines() if line.get_label() == "_seeds"]
+    np.testing.assert_allclose(np.concatenate(dots), [0.80, 0.81, 0.82, 0.74])  # the failed run left out
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu\n0.81, n=3", "tanh\n0.74, n=1"]
+
+
+def test_final_metrics_of_two_seeds_show_them_within_the_metrics_range():
+    # two seeds far apart: a t interval would run from 0.46 to 1.38 (the reported case)
+    ax = final_metrics(_finals({"relu": [0.55, 0.99], "tanh": [0.6, 0.7, 0.98]}), palette(LABELS)).axes[0]
+    segments = _bars(ax).errorbar.lines[2][0].get_segments()
+    assert len(segments[0]) == 0  # 2 seeds: the dots, no interval
+    (_, lo), (_, hi) = segments[1]
+    assert hi == pytest.approx(1.0) and lo > 0  # 3 seeds: the interval, clipped at accuracy 1
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] <= 1.02  # room for a dot at 0.99, not 1.4
 
 
 def test_rebin_conserves_totals_and_is_exact_on_identical_edges():
@@ -259,7 +275,7 @@ def _all_figures():
     hists = {"relu": [_histograms(rng)], "tanh": [_histograms(rng, scale=1e-3)]}
     return {
         "learning_curves": lambda: learning_curves(_histories(), colours),
-        "final_metrics": lambda: final_metrics(_summary(), colours),
+        "final_metrics": lambda: final_metrics(_finals(), colours),
         "gradient_distributions": lambda: gradient_distributions(hists, colours),
         "layer_means": lambda: layer_means(probes, colours),
         "stat_over_time": lambda: stat_over_time(probes, colours, "block.fc"),
@@ -311,5 +327,5 @@ def test_band_figures_say_over_how_many_seeds():
     probes = {"relu": [_probes(rng) for _ in range(4)], "tanh": [_probes(rng)]}
     title = stat_over_time(probes, palette(LABELS), LAYERS[0]).axes[0].get_title()
     assert "mean over 1-4 seeds" in title
-    summary = pd.DataFrame({"label": LABELS, "test_acc_mean": [0.5, 0.6], "test_acc_ci": [0.1, 0.1], "n": [5, 5]})
-    assert "95% CI across 5 seeds" in final_metrics(summary, palette(LABELS)).axes[0].get_title()
+    ticks = final_metrics(_finals({"relu": [0.5] * 5, "tanh": [0.6] * 2}), palette(LABELS)).axes[0].get_xticklabels()
+    assert [t.get_text().endswith(n) for t, n in zip(ticks, ("n=5", "n=2"))] == [True, True]

@@ -181,10 +181,11 @@ def _final_metrics(data: StudyData, options: dict) -> list:
     if metric not in data.runs.columns:
         return [Text(f"No run has {metric} yet.")]
     blocks: list = [_summary_table(data, metrics)]
-    summary = summarize(data.runs, [metric]).reset_index(names="label")
-    if summary[f"{metric}_mean"].notna().any():
-        blocks.append(_picture("final_metrics", figs.final_metrics(summary, data.colours, metric),
-                               f"Final {metric} per variant, 95% confidence interval over seeds."))
+    done = data.runs[data.runs["status"] == "done"]
+    if done[metric].notna().any():
+        blocks.append(_picture("final_metrics", figs.final_metrics(data.runs, data.colours, metric),
+                               f"Final {metric} per variant: the mean, each seed, and the 95% confidence "
+                               f"interval where a variant has {figs.MIN_CI_SEEDS} or more seeds."))
     return blocks
 
 

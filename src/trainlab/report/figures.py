@@ -23,6 +23,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from trainlab.errors import UserError, unknown
+from trainlab.stats import summarize
 
 Runs = pd.DataFrame | Sequence[pd.DataFrame]
 
@@ -126,24 +127,50 @@ def iteration_curves(curves_by_label: Mapping[str, Runs], colours: Mapping[str, 
     return fig
 
 
-def final_metrics(summary: pd.DataFrame, colours: Mapping[str, str], metric: str = "test_acc") -> Figure:
-    """A bar per variant (row of ``summary``) at ``<metric>_mean`` with error bars ± ``<metric>_ci``.
+MIN_CI_SEEDS = 3  # fewer seeds draw no confidence interval: with 2, the t quantile alone is 12.7
 
-    ``<metric>_ci`` is the half-width of the 95% confidence interval; NaN draws no error bar.
+
+def final_metrics(runs: pd.DataFrame, colours: Mapping[str, str], metric: str = "test_acc") -> Figure:
+    """A bar per variant at the mean ``metric`` of its finished runs (``runs``: label, status, metric),
+    each seed a dot on it, and the 95% confidence interval (Student t) where it has at least
+    :data:`MIN_CI_SEEDS` seeds, clipped to the metric's range (0-1 for accuracies, >= 0 for losses and
+    times), as is the axis. Each tick says the variant, its mean and n.
     """
-    labels = list(summary["label"])
+    done = runs[runs["status"] == "done"].dropna(subset=[metric])
+    summary = summarize(done, [metric])
+    labels = list(summary.index)
     means = summary[f"{metric}_mean"].to_numpy(np.float64)
+    lowest, highest = _metric_bounds(metric)
+    ci = np.where(summary["n"] >= MIN_CI_SEEDS, summary[f"{metric}_ci"], np.nan)
+    below, above = means - np.clip(means - ci, lowest, None), np.clip(means + ci, None, highest) - means
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
-    bars = ax.bar(np.arange(len(labels)), means, yerr=summary[f"{metric}_ci"].to_numpy(np.float64), capsize=8,
-                  color=[colours[label] for label in labels], tick_label=[_name(label) for label in labels])
-    ax.bar_label(bars, labels=[f"{m:.3g}" for m in means], padding=3)
-    ax.margins(y=0.12)
+    ticks = [f"{_name(label)}\n{mean:.3g}, n={n}" for label, mean, n in zip(labels, means, summary["n"])]
+    ax.bar(np.arange(len(labels)), means, yerr=[below, above], capsize=8, tick_label=ticks,
+           color=[colours[label] for label in labels], error_kw={"elinewidth": 1.5})
+    for i, label in enumerate(labels):
+        values = done.loc[done["label"] == label, metric].to_numpy(np.float64)
+        spread = np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else np.zeros(1)
+        ax.plot(i + spread, values, "o", color="black", markersize=4, alpha=0.7, label="_seeds")
+    shown = np.concatenate([done[metric].to_numpy(np.float64), means - below, means + above])
+    shown = shown[np.isfinite(shown)]
+    top, bottom = (shown.max(), min(0.0, shown.min())) if shown.size else (1.0, 0.0)
+    span = top - bottom or 1.0
+    ax.set_ylim(max(bottom, lowest), min(top + 0.05 * span, highest + 0.02 * span))  # room for a dot at the top
     name = _metric_name(metric)
-    across = f" across {_seeds(summary['n'])}" if "n" in summary else " across seeds"
-    ax.set(title=f"Final {name} per variant (error bars: 95% CI{across})", xlabel="variant", ylabel=name)
+    ax.set(title=f"Final {name}: mean (bars), seeds (dots), 95% CI ({MIN_CI_SEEDS}+ seeds)",
+           xlabel="variant (mean, seeds)", ylabel=name)
     _legend(fig, labels, colours, patches=True)
     return fig
+
+
+def _metric_bounds(metric: str) -> tuple[float, float]:
+    """The values ``metric`` can take: 0-1 for accuracies, >= 0 for losses, times and rates."""
+    if metric.endswith("acc"):
+        return 0.0, 1.0
+    if metric.endswith(("loss", "time", "per_s")):
+        return 0.0, math.inf
+    return -math.inf, math.inf
 
 
 def gradient_distributions(hist_by_label: Mapping[str, Runs], colours: Mapping[str, str],
