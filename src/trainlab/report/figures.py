@@ -406,7 +406,11 @@ def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
     reach = np.abs(edges).max(axis=0)  # per step: the largest |value|
     reach = reach[reach > 0]
     if reach.size and reach.max() > SYMLOG_SPREAD * reach.min():
-        ax.set_yscale("symlog", linthresh=reach.min() / 10)
+        linthresh = reach.min() / 10
+        ax.set_yscale("symlog", linthresh=linthresh)
+        limits = ax.get_ylim()
+        ax.set_yticks([t for t in ax.get_yticks() if t == 0 or abs(t) >= 10 * linthresh])  # none crowding 0
+        ax.set_ylim(limits)
         ax.set_ylabel(f"{name} value (symmetric log scale)")
     else:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
