@@ -12,7 +12,7 @@ from scipy import stats
 from trainlab.errors import UserError
 from trainlab.report.figures import (
     final_metrics, gradient_distributions, histograms_over_time, layer_means, learning_curves, palette, rebin,
-    runtime, stat_over_time,
+    overlapping_texts, runtime, stat_over_time,
 )
 
 LABELS = ["relu", "tanh"]
@@ -147,6 +147,23 @@ def test_final_metrics_of_two_seeds_show_them_within_the_metrics_range():
     assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] <= 1.02  # room for a dot at 0.99, not 1.4
 
 
+@pytest.mark.parametrize("variants", [3, 8])
+def test_bar_charts_of_many_long_variant_names_keep_their_texts_apart(variants):
+    labels = [f"softmax output (as printed), activation={a}"
+              for a in ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "selu", "silu"][:variants]]
+    finals = _finals({label: [0.3 + 0.01 * i, 0.32] for i, label in enumerate(labels)})
+    runs = _runs().iloc[:0].reindex(range(variants)).assign(
+        label=labels, status="done", wall_time=np.linspace(10, 20, variants), samples_per_s=1000.0)
+    for fig in (final_metrics(finals, palette(labels)), runtime(runs, palette(labels))):
+        assert overlapping_texts(fig) == []
+        ticks = [t.get_text().split("\n")[0] for t in fig.axes[0].get_xticklabels()]
+        legend = [t.get_text() for t in fig.legends[0].get_texts()]
+        if variants == 3:  # wrapped under their bars
+            assert ticks == ["softmax output (as"] * 3 and legend == labels
+        else:  # too long to wrap: the bars numbered, and the legend with them
+            assert ticks == [str(i) for i in range(1, 9)] and legend == [f"{i}: {n}" for i, n in enumerate(labels, 1)]
+
+
 def test_rebin_conserves_totals_and_is_exact_on_identical_edges():
     rng = np.random.default_rng(0)
     counts = rng.integers(0, 50, 16).astype(float)
@@ -224,6 +241,21 @@ def test_gradient_distributions_use_one_panel_per_variant_when_scales_differ():
     assert all("a_head" in ax.get_title() for ax in fig.axes)
 
 
+def test_gradient_distributions_name_the_power_of_ten_instead_of_an_offset_text():
+    rng = np.random.default_rng(0)
+    hists = {"relu": _histograms(rng), "tanh": _histograms(rng, scale=1e-4)}
+    relu, tanh = gradient_distributions(hists, palette(LABELS)).axes
+    rows = hists["tanh"][hists["tanh"].layer == "features.conv"]
+    last = rows[rows.step == rows.step.max()].iloc[0]
+    exponent = int(np.floor(np.log10(np.abs(last.edges).max())))  # -3: values up to about 0.001
+    assert relu.get_xlabel() == "gradient value"
+    assert tanh.get_xlabel() == f"gradient value ($\\times 10^{{{exponent}}}$)" and exponent < -2
+    values, edges, _ = tanh.patches[0].get_data()
+    np.testing.assert_allclose(edges, last.edges / 10.0**exponent, rtol=1e-5)  # the same histogram, rescaled
+    assert (values * np.diff(edges)).sum() == pytest.approx(1.0)
+    assert not tanh.xaxis.get_offset_text().get_text()
+
+
 def test_histograms_over_time_draws_each_step_over_its_own_edges_in_log_colour():
     hist = _histograms(np.random.default_rng(0))
     ax = histograms_over_time(hist, "block.fc").axes[0]
@@ -291,7 +323,9 @@ def test_every_figure_is_labelled_and_saves_to_a_readable_png(name):
     assert axes and fig.get_layout_engine() is not None
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    if name not in ("histograms_over_time",):  # one run: no variants to tell apart
+    if name == "gradient_distributions":  # a panel per variant (scales 1000x apart), each titled with it
+        assert [ax.get_title().split(":")[0] for ax in axes] == LABELS and not fig.legends
+    elif name != "histograms_over_time":  # one run: no variants to tell apart
         assert fig.legends, "several variants need a legend"
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

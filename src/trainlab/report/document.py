@@ -90,11 +90,12 @@ STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.5}
 h1{margin-bottom:.2em} .subtitle{color:#666;margin-top:0}
-nav ol{columns:2} section{margin-top:2.5em} img{max-width:100%;height:auto;border:1px solid #eee}
+nav ol{columns:2} section{margin-top:2.5em} img{max-width:100%;height:auto;border:1px solid #eee;box-sizing:border-box}
 figure{margin:1.5em 0} figcaption{color:#555;font-size:.92em}
 table{border-collapse:collapse;margin:1em 0;font-size:.92em} th,td{border:1px solid #ccc;padding:.3em .6em;
 text-align:right} th{background:#f4f4f4} td:first-child,th:first-child,.left{text-align:left}
 caption{caption-side:bottom;color:#555;font-size:.9em;padding-top:.3em;text-align:left}
+.wide{overflow-x:auto}
 """
 
 
@@ -118,7 +119,8 @@ def _html_table(block: Table) -> str:
             cells.append(f"<td{align[column]}>{value}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     caption = f"<caption>{html.escape(block.caption)}</caption>" if block.caption else ""
-    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="wide">{table}</div>'  # scrolls sideways on a narrow window, not the page
 
 
 def _html_picture(block: Picture) -> str:

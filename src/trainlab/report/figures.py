@@ -9,6 +9,7 @@ one frame; a frame with a ``run_id`` column is split into its runs.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -18,6 +19,7 @@ from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm, to_hex
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
@@ -145,9 +147,9 @@ def final_metrics(runs: pd.DataFrame, colours: Mapping[str, str], metric: str = 
     below, above = means - np.clip(means - ci, lowest, None), np.clip(means + ci, None, highest) - means
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
-    ticks = [f"{_name(label)}\n{mean:.3g}, n={n}" for label, mean, n in zip(labels, means, summary["n"])]
-    ax.bar(np.arange(len(labels)), means, yerr=[below, above], capsize=8, tick_label=ticks,
+    ax.bar(np.arange(len(labels)), means, yerr=[below, above], capsize=8,
            color=[colours[label] for label in labels], error_kw={"elinewidth": 1.5})
+    numbered = _bar_ticks(ax, labels, [f"{mean:.3g}, n={n}" for mean, n in zip(means, summary["n"])])
     for i, label in enumerate(labels):
         values = done.loc[done["label"] == label, metric].to_numpy(np.float64)
         spread = np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else np.zeros(1)
@@ -160,7 +162,7 @@ def final_metrics(runs: pd.DataFrame, colours: Mapping[str, str], metric: str = 
     name = _metric_name(metric)
     ax.set(title=f"Final {name}: mean (bars), seeds (dots), 95% CI ({MIN_CI_SEEDS}+ seeds)",
            xlabel="variant (mean, seeds)", ylabel=name)
-    _legend(fig, labels, colours, patches=True)
+    _legend(fig, labels, colours, patches=True, numbered=numbered)
     return fig
 
 
@@ -180,8 +182,9 @@ def gradient_distributions(hist_by_label: Mapping[str, Runs], colours: Mapping[s
 
     ``layer`` defaults to each variant's first layer with that quantity; variants without the layer are
     left out. A variant's runs are merged by re-binning onto edges spanning all of them, and drawn as a
-    density (area 1) so variants of any size compare. ``separate`` draws one panel per variant; by default
-    it does when the largest value range (max |edge|) is at least ``SEPARATE_RATIO`` times the smallest.
+    density (area 1) so variants of any size compare. ``separate`` draws one panel per variant, titled
+    with it; by default it does when the largest value range (max |edge|) is at least ``SEPARATE_RATIO``
+    times the smallest. Tiny or huge values are shown in a power of ten that the axis label names.
     """
     tensor = _tensor(quantity)
     drawn = {}  # label -> (layer, step, density, edges)
@@ -195,27 +198,44 @@ def gradient_distributions(hist_by_label: Mapping[str, Runs], colours: Mapping[s
     if separate is None:
         separate = len(drawn) > 1 and max(scales) >= SEPARATE_RATIO * min(scales)
     panels = len(drawn) if separate else 1
-    columns = min(panels, 3)
+    columns = 2 if panels == 4 else min(panels, 3)
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT * math.ceil(panels / columns)), layout="constrained")
     axes = fig.subplots(math.ceil(panels / columns), columns, squeeze=False).ravel()
-    for i, (label, (name, step, density, edges)) in enumerate(drawn.items()):
-        ax = axes[i if separate else 0]
-        ax.stairs(density, edges, color=colours[label], lw=2, label=f"{_name(label)} ({name}, step {step})")
-        single = separate or len(drawn) == 1
-        ax.set(title=f"{_name(label)}: {name}, step {step}" if single else "all variants on one value axis",
-               xlabel=f"{QUANTITY_NAMES.get(quantity, quantity)} value", ylabel="density (area 1)")
-        ax.xaxis.set_major_locator(MaxNLocator(5))
-        ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
+    shared = _exponent(max(scales))
+    for i, (label, histogram) in enumerate(drawn.items()):
+        title = None if len(drawn) > 1 and not separate else WIDTH / columns - 0.8  # its width, in inches
+        _distribution(axes[i if separate else 0], label, histogram, colours[label], quantity,
+                      _exponent(scales[i]) if separate else shared, title)
     for ax in axes[panels:]:
         fig.delaxes(ax)
     if len(drawn) > 1 and not separate:
         axes[0].legend()
-    elif len(drawn) > 1:
-        _legend(fig, list(drawn), colours)
     where = layer or "first layer"
     name = QUANTITY_NAMES.get(quantity, quantity).capitalize()
     fig.suptitle(f"{name} distribution of the {where} {tensor} at the last probed step (seeds merged)")
     return fig
+
+
+def _distribution(ax: Axes, label: str, histogram: tuple[str, int, np.ndarray, np.ndarray], colour: str,
+                  quantity: str, exponent: int, title_inches: float | None) -> None:
+    """One variant's merged histogram on ``ax``, values in units of 10**``exponent``; titled with the
+    variant, wrapped to ``title_inches``, unless None (several variants share the axes)."""
+    name, step, density, edges = histogram
+    ax.stairs(density * 10.0**exponent, edges / 10.0**exponent, color=colour, lw=2,
+              label=f"{_name(label)} ({name}, step {step})")
+    unit = f" ($\\times 10^{{{exponent}}}$)" if exponent else ""
+    title = (_wrap(f"{_name(label)}: {name}, step {step}", title_inches) if title_inches
+             else "all variants on one value axis")
+    ax.set(title=title, xlabel=f"{QUANTITY_NAMES.get(quantity, quantity)} value{unit}",
+           ylabel="density (area 1)")
+    ax.xaxis.set_major_locator(MaxNLocator(max(3, min(5, round(2 * (title_inches or WIDTH)) - 2))))
+
+
+def _exponent(reach: float) -> int:
+    """The power of ten a value axis reaching ``reach`` is shown in, so that its ticks need no offset
+    text (which collides with the axis label in narrow panels); 0 for reaches from 0.01 to 1000."""
+    exponent = math.floor(math.log10(reach)) if reach > 0 else 0
+    return exponent if exponent < -2 or exponent > 3 else 0
 
 
 def _last_histogram(runs: list[pd.DataFrame], layer: str | None, quantity: str,
@@ -428,20 +448,87 @@ def runtime(runs: pd.DataFrame, colours: Mapping[str, str], column: str = "wall_
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
     bars = ax.bar(np.arange(len(labels)), mean.to_numpy(), yerr=std.to_numpy(), capsize=8,
-                  color=[colours[label] for label in labels], tick_label=[_name(label) for label in labels])
+                  color=[colours[label] for label in labels])
+    numbered = _bar_ticks(ax, labels)
     ax.bar_label(bars, labels=[f"{s:,.0f} samples/s" if pd.notna(s) else "" for s in speed], padding=3)
     ax.margins(y=0.15)
     name = _metric_name(column)
     ax.set(title=f"{name.capitalize()} per variant (mean over seeds, error bars: ±1 std)", xlabel="variant",
            ylabel=f"{name} (s)")
-    _legend(fig, labels, colours, patches=True)
+    _legend(fig, labels, colours, patches=True, numbered=numbered)
     return fig
+
+
+def overlapping_texts(fig: Figure) -> list[tuple[str, str]]:
+    """The pairs of texts of ``fig`` (titles, labels, drawn tick labels, legend entries, annotations)
+    whose boxes, drawn, overlap or come closer than 2 pixels side by side or one above the other: a
+    layout check. An x and a y tick label of one axes may meet at its corner."""
+    boxes = _drawn_texts(fig)
+    pairs = []
+    for i, (text, box, tick) in enumerate(boxes):
+        for other, other_box, other_tick in boxes[i + 1:]:
+            if tick and other_tick and tick[0] == other_tick[0] and tick[1] != other_tick[1]:
+                continue  # the x and y tick labels at an axes' corner
+            width = min(box.x1, other_box.x1) - max(box.x0, other_box.x0)
+            height = min(box.y1, other_box.y1) - max(box.y0, other_box.y0)
+            if (width > -2 and height > 0) or (width > 0 and height > -2):
+                pairs.append((text, other))
+    return pairs
+
+
+def _drawn_texts(fig: Figure) -> list[tuple[str, Bbox, tuple[int, str] | None]]:
+    """Each non-empty text ``fig`` draws: its string, its box in pixels and, for a tick label, the id of
+    its axes and ``x`` or ``y`` (tick labels outside the view are not drawn, so left out)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    ticks, drawn = set(), []
+    for ax in fig.axes:
+        for name, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
+            low, high = sorted(axis.get_view_interval())
+            slack = 1e-9 * (high - low)
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks.update((id(tick.label1), id(tick.label2)))
+                if low - slack <= tick.get_loc() <= high + slack:
+                    drawn += [(label, (id(ax), name)) for label in (tick.label1, tick.label2) if label.get_visible()]
+    drawn += [(t, None) for t in fig.findobj(Text) if id(t) not in ticks and t.get_visible()]
+    renderer = fig.canvas.get_renderer()
+    return [(t.get_text(), t.get_window_extent(renderer), tick) for t, tick in drawn if t.get_text().strip()]
 
 
 # ---------------------------------------------------------------------- helpers
 def _name(label: str) -> str:
     """A variant's display name, drawn as written: a study without variants has the label ``""``."""
     return _literal(label or "base")
+
+
+def _wrap(text: str, inches: float, points: float = 12.0) -> str:
+    """``text`` broken into lines that fit ``inches`` at a font of ``points`` (a character is taken as
+    0.65 em wide), after spaces, commas and ``=`` signs (``activation=`` / ``leaky_relu``)."""
+    width = max(8, int(inches * 72 / (0.7 * points)) - 1)
+    lines = [""]
+    for piece in re.findall(r"[^ ,=]*[,=]?\s*", text):
+        if lines[-1] and len(lines[-1] + piece.rstrip()) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(line.strip() for line in lines)
+
+
+def _bar_ticks(ax: Axes, labels: Sequence[str], notes: Sequence[str] | None = None) -> bool:
+    """Variant names (each with its note) under the bars of ``ax``, wrapped to the bar's share of the
+    axes (the legend takes about 2.5 inches beside them) at the tick font; where a name would take more
+    than three lines, the bars are numbered instead and True returned: the legend then numbers them too."""
+    names = [_wrap(_name(label), (WIDTH - 2.5) / max(1, len(labels)), points=10.0) for label in labels]
+    numbered = max(name.count("\n") for name in names) >= 3
+    if numbered:
+        names = [f"{i}" for i in range(1, len(labels) + 1)]
+    if notes:
+        names = [f"{name}\n{_wrap(note, (WIDTH - 2.5) / len(labels), 10.0)}" for name, note in zip(names, notes)]
+    ax.set_xticks(np.arange(len(labels)), names)
+    return numbered
 
 
 def _literal(text: str) -> str:
@@ -514,19 +601,21 @@ def _mean_and_band(ax: Axes, series: list[pd.Series], colour: str, style: str, l
 
 
 def _legend(fig: Figure, labels: list[str], colours: Mapping[str, str], extra: Sequence[Line2D] = (),
-            patches: bool = False) -> None:
-    """A figure legend of the variants' colours (when more than one) followed by ``extra`` entries."""
+            patches: bool = False, numbered: bool = False) -> None:
+    """A figure legend of the variants' colours (when more than one), numbered as their bars are when
+    ``numbered``, followed by ``extra`` entries."""
     handles = []
     if len(labels) > 1:
-        handles = [Patch(color=colours[label], label=_name(label)) if patches
-                   else Line2D([], [], color=colours[label], lw=3, label=_name(label)) for label in labels]
+        names = [f"{i}: {_name(label)}" if numbered else _name(label) for i, label in enumerate(labels, start=1)]
+        handles = [Patch(color=colours[label], label=name) if patches
+                   else Line2D([], [], color=colours[label], lw=3, label=name) for label, name in zip(labels, names)]
     handles += extra
     if len(handles) > LEGEND_BESIDE:  # too tall beside the axes: in columns below them, the figure grown to fit
         columns = min(4, math.ceil(len(handles) / LEGEND_BESIDE))
         fig.set_figheight(fig.get_figheight() + 0.25 * math.ceil(len(handles) / columns))
         fig.legend(handles=handles, loc="outside lower center", ncols=columns)
-    elif handles:
-        fig.legend(handles=handles, loc="outside right upper")
+    elif handles:  # centred: clear of the figure's title row
+        fig.legend(handles=handles, loc="outside center right")
 
 
 def _common_edges(edges: list[np.ndarray], bins: int) -> np.ndarray:
