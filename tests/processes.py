@@ -16,8 +16,9 @@ from typing import Any
 from PIL import Image
 
 from trainlab.store import RunStore
+from trainlab.train.bookkeeping import TIMING as TIMING_METRICS
 
-TIMING = ["samples_per_s", "epoch_time", "wall_time"]  # the history columns that differ between runs
+TIMING = list(TIMING_METRICS)  # the history columns that differ between runs
 
 # `python -c LOGGED ARGS` is `trainlab ARGS`, appending "pid run_id time" to $STARTS each time
 # the process starts training a run: it observes Recorder.start and changes nothing.

@@ -166,7 +166,8 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
     return frame.to_string(index=False, float_format=floatfmt.format, na_rep="-")
 
 
-HISTORY_FORMATS = {"lr": "{:.3g}", "samples_per_s": "{:,.0f}", "epoch_time": "{:.2f}", "wall_time": "{:.1f}"}
+HISTORY_FORMATS = {"lr": "{:.3g}", "samples_per_s": "{:,.0f}", "epoch_time": "{:.2f}", "wall_time": "{:.1f}",
+                   "runs_together": "{:.0f}", "cpu_elsewhere": "{:.0%}"}
 
 
 def _history_table(history: pd.DataFrame) -> str:

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import tiny_config
+from trainlab.train.bookkeeping import TIMING as TIMING_METRICS
 from trainlab.analysis.embeddings import features, load_embeddings, plot_embeddings, project, sample_indices
 from trainlab.config import load_config
 from trainlab.data import load_data, to_float
@@ -11,7 +12,7 @@ from trainlab.errors import UserError
 from trainlab.models import create_model
 from trainlab.train import train_run
 
-TIMING = ["samples_per_s", "epoch_time", "wall_time"]
+TIMING = list(TIMING_METRICS)
 
 
 def _model_and_data():

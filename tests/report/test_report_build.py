@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from scipy import stats
@@ -12,6 +13,7 @@ from scipy import stats
 from trainlab.cli import main
 from trainlab.report import build_report
 from trainlab.report.figures import overlapping_texts
+from trainlab.store import RunStore
 from trainlab.study import run_study
 from trainlab.study.report_sections import DEFAULT_SECTIONS, SECTIONS
 
@@ -300,3 +302,23 @@ def test_html_loads_in_headless_chromium_without_errors_or_broken_images(report)
     assert len(images) == len(_images(files.html.read_text())) == 11
     assert all(complete and width > 0 and height > 0 for complete, width, height in images)
     assert errors == []
+
+
+def test_the_runtime_section_says_which_runs_shared_an_ensemble(report):
+    result, files, store = report
+    section = files.html.read_text().split("<h2>Runtime</h2>")[1].split("</section>")[0]
+    together = {label: RunStore(store).history(run_id)["runs_together"].max()
+                for label, run_id in zip(result.runs["label"], result.runs["run_id"])}
+    assert "median epoch time" in section and "FLOPs of training on one image" in section
+    for label, n in together.items():
+        assert (f"{label} ({n:.0f})" in section) == (n > 1)
+    assert max(together.values()) == 3  # the digits MLPs train as ensembles of their 3 seeds on a CPU
+
+
+def test_runtime_notes_name_the_variants_timed_on_a_busy_machine():
+    from trainlab.report.build import _runtime_notes
+
+    runs = pd.DataFrame({"label": ["a", "a", "b"], "epoch_time": [1.0, 1.1, 2.0], "together": [1, 1, 1],
+                         "elsewhere": [0.5, 0.1, 0.05]})
+    (note,) = _runtime_notes(runs)
+    assert "busy" in note.text and "a (50%)" in note.text and "b (" not in note.text

@@ -152,8 +152,7 @@ def test_bar_charts_of_many_long_variant_names_keep_their_texts_apart(variants):
     labels = [f"softmax output (as printed), activation={a}"
               for a in ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "selu", "silu"][:variants]]
     finals = _finals({label: [0.3 + 0.01 * i, 0.32] for i, label in enumerate(labels)})
-    runs = _runs().iloc[:0].reindex(range(variants)).assign(
-        label=labels, status="done", wall_time=np.linspace(10, 20, variants), samples_per_s=1000.0)
+    runs = pd.DataFrame({"label": labels, "epoch_time": np.linspace(10, 20, variants)})
     for fig in (final_metrics(finals, palette(labels)), runtime(runs, palette(labels))):
         assert overlapping_texts(fig) == []
         ticks = [t.get_text().split("\n")[0] for t in fig.axes[0].get_xticklabels()]
@@ -290,14 +289,13 @@ def test_histograms_over_time_give_every_step_height_when_ranges_differ_by_decad
         assert abs(pixels[1] - pixels[0]) > height / 12
 
 
-def test_runtime_bars_are_mean_wall_time_with_std_and_throughput():
-    runs = _runs()
-    ax = runtime(runs, palette(LABELS)).axes[0]
-    container = _bars(ax)
-    np.testing.assert_allclose([p.get_height() for p in container.patches], [12.0, 30.0])
-    (_, lo), (_, hi) = container.errorbar.lines[2][0].get_segments()[0]
-    assert hi - lo == pytest.approx(2 * np.std([10.0, 12.0, 14.0], ddof=1))
-    assert [t.get_text() for t in ax.texts] == ["1,100 samples/s", "400 samples/s"]  # no wall time: left out
+def test_runtime_bars_are_the_mean_median_epoch_time_with_each_run_and_its_flops():
+    runs = _runs().rename(columns={"wall_time": "epoch_time"})
+    ax = runtime(runs, palette(LABELS), flops={"relu": 2.5e6, "tanh": 1.25e5}).axes[0]
+    np.testing.assert_allclose([p.get_height() for p in _bars(ax).patches], [12.0, 30.0])  # no time: left out
+    dots = [line.get_ydata() for line in ax.get_lines() if line.get_label() == "_seeds"]
+    np.testing.assert_allclose(np.concatenate(dots), [10.0, 12.0, 14.0, 30.0])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu\n2.5 MFLOP/sample", "tanh\n0.125 MFLOP/sample"]
 
 
 def _all_figures():
@@ -312,7 +310,7 @@ def _all_figures():
         "layer_means": lambda: layer_means(probes, colours),
         "stat_over_time": lambda: stat_over_time(probes, colours, "block.fc"),
         "histograms_over_time": lambda: histograms_over_time(hists["relu"][0], "features.conv"),
-        "runtime": lambda: runtime(_runs(), colours),
+        "runtime": lambda: runtime(_runs().rename(columns={"wall_time": "epoch_time"}), colours),
     }
 
 

@@ -14,12 +14,13 @@ import pytest
 import torch
 
 from tests.conftest import tiny_config
+from trainlab.train.bookkeeping import TIMING as TIMING_METRICS
 from trainlab.config import load_config
 from trainlab.probes.embeddings import load_embeddings
 from trainlab.train import train_run
 from trainlab.train.ensemble import train_ensemble
 
-TIMING = ["samples_per_s", "epoch_time", "wall_time"]
+TIMING = list(TIMING_METRICS)
 CFG = load_config(tiny_config(epochs=4, threads=1) | {"probes": {"per_epoch": 1, "embeddings_at": [0, 2, 4],
                                                        "embedding_samples": 16}})
 

@@ -64,3 +64,35 @@ def test_a_run_without_threads_uses_no_more_than_the_free_cores(monkeypatch):
     with intra_op_threads(3):  # set by the user: as asked
         pass
     assert seen == [1, 2, 3, 2]
+
+
+@pytest.mark.parametrize("samples, share", [
+    ([(0, 0, 0, 4), (10, 20, 0, 4), (12, 40, 2, 4)], [0.5, 0.0]),  # others half the machine, then none
+    ([(0, 0, 0, 4), (20, 20, 15, 4)], [0.25]),  # of 20 busy ticks this process's own were 15
+])
+def test_a_load_meter_gives_the_share_other_processes_used_between_laps(monkeypatch, samples, share):
+    monkeypatch.setattr(cores, "_ticks", _ticks_from(samples))
+    meter = cores.LoadMeter()
+    assert [meter.lap() for _ in share] == pytest.approx(share)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/stat")
+def test_each_epoch_records_how_busy_the_machine_was_and_how_many_runs_trained_together():
+    from trainlab.config import load_config
+    from trainlab.train import train_run
+    from trainlab.train.ensemble import train_ensemble
+
+    config = {"data": {"name": "digits"}, "model": {"hidden": [64]}, "train": {"epochs": 2, "threads": 1}}
+    quiet = train_run(load_config(config)).history
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = train_run(load_config(config)).history
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # one spinning process holds about one core's worth of the machine's CPU, whatever else runs
+    assert (busy["cpu_elsewhere"] > 0.6 / cores.usable_cores()).all() and (busy["cpu_elsewhere"] <= 1).all()
+    assert quiet["cpu_elsewhere"].between(0, 1).all() and (quiet["runs_together"] == 1).all()
+    together = train_ensemble([load_config(config, [f"train.seed={s}"]) for s in (0, 1, 2)])
+    assert all((r.history["runs_together"] == 3).all() for r in together)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import tiny_config
+from trainlab.train.bookkeeping import TIMING as TIMING_METRICS
 from trainlab.config import load_config
 from trainlab.store import RunStore
 from trainlab.train import train_run
@@ -14,7 +15,7 @@ from trainlab.train.ensemble import train_ensemble
 from trainlab.train.plain import PlainTrainer
 from trainlab.train.record import Recorder, Relay
 
-TIMING = ["samples_per_s", "epoch_time", "wall_time"]
+TIMING = list(TIMING_METRICS)
 BATCH, TRAIN = 30, 256  # 9 steps per epoch, the last of 16 images
 
 

@@ -367,12 +367,56 @@ def _histograms_over_time(data: StudyData, options: dict) -> list:
     return blocks
 
 
+BUSY = 0.25  # a machine whose other processes took this share of its CPU during a run was busy
+
+
 def _runtime(data: StudyData, options: dict) -> list:
     done = data.runs[data.runs["status"] == "done"]
-    if done.empty or "wall_time" not in done.columns:
+    timed = [(label, data.histories.get(run_id)) for label, run_id in zip(done["label"], done["run_id"])]
+    timed = [(label, h) for label, h in timed if h is not None and "epoch_time" in h and h["epoch_time"].notna().any()]
+    if not timed:
         return [Text("No run has finished yet.")]
-    return [_picture("runtime", figs.runtime(done, data.colours),
-                     "Wall time per run (mean ± std over seeds) and training throughput.")]
+    runs = pd.DataFrame([{"label": label, "epoch_time": h["epoch_time"].median(),
+                          "together": h.get("runs_together", pd.Series(dtype=float)).max(),
+                          "elsewhere": h.get("cpu_elsewhere", pd.Series(dtype=float)).mean()} for label, h in timed])
+    caption = ("Each run's median epoch time (an epoch slowed by a passing load does not count), the mean over "
+               "its variant's seeds, and under each bar the FLOPs of training on one image (forward and backward, "
+               "counted by PyTorch).")
+    return [_picture("runtime", figs.runtime(runs, data.colours, _flops_per_sample(data)), caption),
+            *_runtime_notes(runs)]
+
+
+def _flops_per_sample(data: StudyData) -> dict[str, float]:
+    """Training FLOPs per image of each variant's network (its first run's), as PyTorch counts them."""
+    from trainlab.config import load_config
+    from trainlab.train.ensemble import training_flops
+
+    out = {}
+    for label, group in data.runs.groupby("label", sort=False):
+        run_id = group["run_id"].iloc[0]
+        cfg = load_config(data.configs[run_id])
+        shape, classes, _ = data.inputs[run_id]
+        out[label] = training_flops(cfg, shape, classes) / cfg.train.batch_size
+    return out
+
+
+def _runtime_notes(runs: pd.DataFrame) -> list:
+    """What the epoch times must be read with: runs that trained as one ensemble share its time, and runs
+    that trained while other processes kept the machine busy were slowed by them."""
+    notes = []
+    shared = runs[runs["together"] > 1]
+    if len(shared):
+        sizes = ", ".join(f"{label} ({int(n)})" for label, n in shared.groupby("label", sort=False)["together"].max().items())
+        notes.append(Text(f"Runs of {sizes} trained as vectorised ensembles of that many runs; each run's epoch "
+                          "time is its equal share of its ensemble's, so it compares with a run trained alone only "
+                          "roughly."))
+    busy = runs[runs["elsewhere"] > BUSY].groupby("label", sort=False)["elsewhere"].mean()
+    if len(busy):
+        shares = ", ".join(f"{label} ({share:.0%})" for label, share in busy.items())
+        notes.append(Text(f"Other processes kept the machine busy while runs of these variants trained (their mean "
+                          f"share of its CPU, other workers of this study included): {shares}. Their times are "
+                          "slower than on a machine of their own; compare variants timed under the same load."))
+    return notes
 
 
 def _model_summary(data: StudyData, options: dict) -> list:

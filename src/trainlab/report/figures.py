@@ -437,24 +437,26 @@ def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
     return fig
 
 
-def runtime(runs: pd.DataFrame, colours: Mapping[str, str], column: str = "wall_time") -> Figure:
-    """A bar per variant of the mean ``column`` (seconds) over its runs, ±1 std across seeds, labelled
-    with the mean samples/s. Runs without a value are left out; pass finished runs to compare full trainings.
+def runtime(runs: pd.DataFrame, colours: Mapping[str, str], flops: Mapping[str, float] | None = None) -> Figure:
+    """A bar per variant at the mean over its runs of each run's median epoch time (``runs``: label,
+    epoch_time), each run a dot; under each bar its training FLOPs per sample (``flops``, by label)
+    where given. The median ignores an epoch slowed by a passing load; FLOPs say what the time buys.
     """
-    groups = runs.dropna(subset=[column]).groupby("label", sort=False)
-    labels = list(groups.groups)
-    mean, std = groups[column].mean(), groups[column].std()
-    speed = groups["samples_per_s"].mean() if "samples_per_s" in runs else pd.Series(np.nan, index=labels)
+    runs = runs.dropna(subset=["epoch_time"])
+    labels = list(dict.fromkeys(runs["label"]))
+    groups = runs.groupby("label", sort=False)["epoch_time"]
     fig = Figure(figsize=(WIDTH, ROW_HEIGHT), layout="constrained")
     ax = fig.subplots()
-    bars = ax.bar(np.arange(len(labels)), mean.to_numpy(), yerr=std.to_numpy(), capsize=8,
-                  color=[colours[label] for label in labels])
-    numbered = _bar_ticks(ax, labels)
-    ax.bar_label(bars, labels=[f"{s:,.0f} samples/s" if pd.notna(s) else "" for s in speed], padding=3)
-    ax.margins(y=0.15)
-    name = _metric_name(column)
-    ax.set(title=f"{name.capitalize()} per variant (mean over seeds, error bars: ±1 std)", xlabel="variant",
-           ylabel=f"{name} (s)")
+    ax.bar(np.arange(len(labels)), groups.mean()[labels].to_numpy(), color=[colours[label] for label in labels])
+    for i, label in enumerate(labels):
+        values = groups.get_group(label).to_numpy(np.float64)
+        ax.plot(i + (np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else 0), values, "o", color="black",
+                markersize=4, alpha=0.7, label="_seeds")
+    notes = [f"{flops[label] / 1e6:.3g} MFLOP/sample" for label in labels] if flops else None
+    numbered = _bar_ticks(ax, labels, notes)
+    ax.set_ylim(0, None)
+    ax.set(title="Median epoch time per run: mean over seeds (bars), each run (dots)",
+           xlabel="variant" + (" (training FLOPs per sample)" if flops else ""), ylabel="epoch time (s)")
     _legend(fig, labels, colours, patches=True, numbered=numbered)
     return fig
 

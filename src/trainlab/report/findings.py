@@ -23,12 +23,18 @@ EXPLODING_GROWTH = 1e3  # gradient norm at the last probed step / at the first a
 DEAD_FRAC = 0.5  # more than half of a layer's units zero for a whole batch: most of the layer does nothing
 NOT_TRAINING_LOSS = 0.95  # final train loss still >= 95% of the first epoch's: the loss barely moved ...
 CHANCE_MARGIN = 0.05  # ... and the final train accuracy within 0.05 of chance (1 / num_classes)
-OVERFIT_RISE = 0.10  # final validation loss more than 10% above its minimum, the train loss lower than then
+OVERFIT_RISE = 0.10  # final validation loss more than 10% above its minimum ...
+OVERFIT_AFTER = 2  # ... reached at least 2 epochs before the end (not one late jump) ...
+OVERFIT_TRAIN_DROP = 0.05  # ... while the train loss fell at least 5% more since then ...
+# ... in the mean curve and in at least half of the seeds' own curves (not one seed's noise)
+BARELY = 0.2  # final train accuracy less than a fifth of the way from chance to the best variant's ...
+CLEARLY_LEARNS = 0.25  # ... whose accuracy is at least this far above chance: barely training
 
 FIGURES = {  # the id of the report figure that shows each kind of finding (None: no figure shows it)
     "best_variant": "final_metrics",
     "divergence": "learning_curves",
     "not_training": "learning_curves",
+    "barely_training": "learning_curves",
     "vanishing_gradients": "layer_grad_means",
     "exploding_gradients": "layer_grad_means",
     "dead_units": None,
@@ -60,15 +66,19 @@ def find(runs: pd.DataFrame, histories: dict[str, pd.DataFrame], probes: dict[st
     test (:data:`trainlab.stats.METHODS`).
     """
     findings = _best_variant(runs, metric, alpha, method)
+    curves_of = {}
+    for label, group in runs.groupby("label", sort=False, dropna=False):
+        done = group.loc[group["status"] == "done", "run_id"]
+        curves_of[label] = [histories[r] for r in done if r in histories and len(histories[r])]
+    best = _best_train_accuracy(curves_of)
     for label, group in runs.groupby("label", sort=False, dropna=False):
         probed = [probes[r] for r in group["run_id"] if r in probes and len(probes[r])]
-        done = group.loc[group["status"] == "done", "run_id"]
-        curves = [histories[r] for r in done if r in histories and len(histories[r])]
+        curves = curves_of[label]
         findings += _divergence(label, group)
         if curves:
             curve = _mean_curve(curves)
-            findings += _not_training(label, curve, len(curves), num_classes)
-            findings += _overfitting(label, curve, len(curves))
+            findings += _not_training(label, curve, len(curves), num_classes, best)
+            findings += _overfitting(label, curve, curves)
         if probed:
             findings += _gradients(label, probed)
             findings += _dead_units(label, probed)
@@ -161,41 +171,76 @@ def _divergence(label: str, group: pd.DataFrame) -> list[Finding]:
     return [Finding("divergence", label, text + ".", numbers, FIGURES["divergence"])]
 
 
-def _not_training(label: str, curve: pd.DataFrame, n: int, num_classes: int) -> list[Finding]:
+def _not_training(label: str, curve: pd.DataFrame, n: int, num_classes: int,
+                  best: tuple[str, float] | None) -> list[Finding]:
+    """Not training: the train loss barely moved and the accuracy is at chance. Barely training: the
+    accuracy is less than :data:`BARELY` of the way from chance to the best variant's (``best``: its
+    label and mean final train accuracy), when that variant clearly learns."""
     if len(curve) < 2 or not {"train_loss", "train_acc"} <= set(curve.columns):
         return []
     first, final = curve["train_loss"].iloc[0], curve["train_loss"].iloc[-1]
     acc, chance = curve["train_acc"].iloc[-1], 1 / num_classes
     ratio = final / first
-    if not (ratio >= NOT_TRAINING_LOSS and abs(acc - chance) <= CHANCE_MARGIN):
+    name, means = _name(label), f"means over {_seeds(n)}"
+    if ratio >= NOT_TRAINING_LOSS and abs(acc - chance) <= CHANCE_MARGIN:
+        text = (f"{name}: not training: the train loss went from {_g(first)} in the first epoch to {_g(final)} "
+                f"({_change(ratio)}) and the final train accuracy {_g(acc)} is within {CHANCE_MARGIN:g} of "
+                f"chance ({_g(chance)}) ({means}).")
+        numbers = {"first_train_loss": first, "final_train_loss": final, "loss_ratio": ratio,
+                   "final_train_acc": acc, "chance": chance, "seeds": float(n)}
+        return [Finding("not_training", label, text, numbers, FIGURES["not_training"])]
+    if best is None or best[0] == label or best[1] - chance < CLEARLY_LEARNS:
         return []
-    text = (f"{_name(label)}: not training: the final train loss {_g(final)} is {_g(ratio)} of the first "
-            f"epoch's {_g(first)} and the final train accuracy {_g(acc)} is within {CHANCE_MARGIN:g} of "
-            f"chance ({_g(chance)}) (means over {_seeds(n)}).")
-    numbers = {"first_train_loss": first, "final_train_loss": final, "loss_ratio": ratio,
-               "final_train_acc": acc, "chance": chance, "seeds": float(n)}
-    return [Finding("not_training", label, text, numbers, FIGURES["not_training"])]
+    way = (acc - chance) / (best[1] - chance)
+    if way >= BARELY:
+        return []
+    text = (f"{name}: barely training: its final train accuracy {_g(acc)} is {_g(acc - chance)} above chance "
+            f"({_g(chance)}), {_g(100 * way)}% of the way to the {_g(best[1])} of {_name(best[0])}; the train loss "
+            f"went from {_g(first)} to {_g(final)} ({_change(ratio)}) ({means}).")
+    numbers = {"final_train_acc": acc, "chance": chance, "best_train_acc": best[1], "way": way,
+               "first_train_loss": first, "final_train_loss": final, "seeds": float(n)}
+    return [Finding("barely_training", label, text, numbers, FIGURES["barely_training"])]
 
 
-def _overfitting(label: str, curve: pd.DataFrame, n: int) -> list[Finding]:
-    if len(curve) < 2 or "val_loss" not in curve.columns:
+def _overfitting(label: str, curve: pd.DataFrame, curves: list[pd.DataFrame]) -> list[Finding]:
+    """The validation loss rose more than :data:`OVERFIT_RISE` above its minimum, reached at least
+    :data:`OVERFIT_AFTER` epochs before the end, while the train loss fell at least
+    :data:`OVERFIT_TRAIN_DROP` more: in the mean curve and in at least half of the seeds' curves."""
+    rise = _overfit_rise(curve)
+    if rise is None:
         return []
-    if curve[["val_loss", "train_loss"]].isna().any(axis=None):
+    agreeing = sum(_overfit_rise(c.set_index("epoch")) is not None for c in curves)
+    if 2 * agreeing < len(curves):
         return []
     val, train = curve["val_loss"], curve["train_loss"]
     best = val.idxmin()
-    rise = val.iloc[-1] / val[best] - 1
-    if not (rise > OVERFIT_RISE and train.iloc[-1] < train[best]):
-        return []
     gap_min, gap_end = val[best] - train[best], val.iloc[-1] - train.iloc[-1]
-    text = (f"{_name(label)}: overfitting: the validation loss is lowest at epoch {best} ({_g(val[best])}) "
-            f"and ends {_g(100 * rise)}% higher ({_g(val.iloc[-1])}) while the train loss keeps falling "
-            f"({_g(train[best])} to {_g(train.iloc[-1])}); the validation-train loss gap grows from "
-            f"{_g(gap_min)} to {_g(gap_end)} (mean curves over {_seeds(n)}).")
+    text = (f"{_name(label)}: overfitting: the validation loss is lowest at epoch {best} of {val.index[-1]} "
+            f"({_g(val[best])}) and ends {_g(100 * rise)}% higher ({_g(val.iloc[-1])}) while the train loss "
+            f"keeps falling ({_g(train[best])} to {_g(train.iloc[-1])}); the validation-train loss gap grows "
+            f"from {_g(gap_min)} to {_g(gap_end)} (mean curves over {_seeds(len(curves))}; {agreeing} of "
+            f"{len(curves)} seeds overfit on their own).")
     numbers = {"min_epoch": float(best), "val_loss_min": val[best], "val_loss_final": val.iloc[-1],
                "rise": rise, "train_loss_at_min": train[best], "train_loss_final": train.iloc[-1],
-               "gap_at_min": gap_min, "gap_final": gap_end, "seeds": float(n)}
+               "gap_at_min": gap_min, "gap_final": gap_end, "seeds": float(len(curves)),
+               "seeds_overfitting": float(agreeing)}
     return [Finding("overfitting", label, text, numbers, FIGURES["overfitting"])]
+
+
+def _overfit_rise(curve: pd.DataFrame) -> float | None:
+    """The relative rise of the validation loss above its minimum where one curve (indexed by epoch)
+    overfits by :func:`_overfitting`'s rule, else None."""
+    if len(curve) < 2 or not {"val_loss", "train_loss"} <= set(curve.columns):
+        return None
+    if curve[["val_loss", "train_loss"]].isna().any(axis=None):
+        return None
+    val, train = curve["val_loss"], curve["train_loss"]
+    best = val.idxmin()
+    rise = val.iloc[-1] / val[best] - 1
+    after = len(val) - 1 - val.index.get_loc(best)
+    if rise > OVERFIT_RISE and after >= OVERFIT_AFTER and train.iloc[-1] < (1 - OVERFIT_TRAIN_DROP) * train[best]:
+        return float(rise)
+    return None
 
 
 def _gradients(label: str, probed: list[pd.DataFrame]) -> list[Finding]:
@@ -244,6 +289,23 @@ def _dead_units(label: str, probed: list[pd.DataFrame]) -> list[Finding]:
 
 
 # ----------------------------------------------------------------------------- helpers
+def _best_train_accuracy(curves_of: dict[str, list[pd.DataFrame]]) -> tuple[str, float] | None:
+    """The variant with the highest mean final train accuracy, and that accuracy; None without one."""
+    finals = {label: _mean_curve(curves)["train_acc"].iloc[-1] for label, curves in curves_of.items()
+              if curves and all("train_acc" in c for c in curves)}
+    finals = {label: acc for label, acc in finals.items() if not math.isnan(acc)}
+    return max(finals.items(), key=lambda item: item[1]) if finals else None
+
+
+def _change(ratio: float) -> str:
+    """A loss's final/first ``ratio`` in words: ``down 4.3%``, ``up 2%``, ``unchanged``."""
+    percent = 100 * (ratio - 1)
+    if abs(percent) < 0.05:
+        return "unchanged"
+    return f"{'up' if percent > 0 else 'down'} {_g(abs(percent))}%"
+
+
+
 def _mean_curve(histories: list[pd.DataFrame]) -> pd.DataFrame:
     """Per-epoch means over runs (index: epoch), up to the last epoch that every run reached."""
     last = min(h["epoch"].max() for h in histories)

@@ -27,8 +27,12 @@ from trainlab.train.optim import LRSchedule
 
 METRICS = (
     "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-    "lr", "samples_per_s", "epoch_time", "wall_time",
+    "lr", "samples_per_s", "epoch_time", "wall_time", "runs_together", "cpu_elsewhere",
 )
+# how an epoch was timed, which differs between two trainings of the same run: its throughput and times,
+# how many runs trained with it as one vectorised ensemble (sharing its time), and the share of the
+# machine's CPU that other processes used meanwhile (trainlab.train.cores.LoadMeter)
+TIMING = ("samples_per_s", "epoch_time", "wall_time", "runs_together", "cpu_elsewhere")
 ProbeRows = tuple[list[tuple], list[tuple]]  # one epoch's (statistic rows, histogram rows)
 CurveRows = list[tuple[int, str, float]]  # one epoch's per-iteration curve rows (step, name, value)
 

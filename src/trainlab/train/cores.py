@@ -10,6 +10,7 @@ moment (Linux ``/proc/stat``, less this process's own) and counts the cores the 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -40,6 +41,22 @@ def free_cores() -> int:
     free = max(1, min(cores, cores - round(others)))
     _last = (time.monotonic(), free)
     return free
+
+
+class LoadMeter:
+    """The share of the machine's CPU time (0 to 1) that other processes used between two calls of
+    :meth:`lap`: how busy the machine was while a run trained. NaN where ``/proc/stat`` cannot be read."""
+
+    def __init__(self) -> None:
+        self._mark = _ticks()
+
+    def lap(self) -> float:
+        """Other processes' share since the last lap (or since this meter was made)."""
+        first, self._mark = self._mark, _ticks()
+        if first is None or self._mark is None:
+            return math.nan
+        (busy0, total0, own0, _), (busy1, total1, own1, _) = first, self._mark
+        return min(1.0, max(0, (busy1 - busy0) - (own1 - own0)) / max(1, total1 - total0))
 
 
 def usable_cores() -> int:

@@ -24,7 +24,7 @@ from trainlab.data import ImageData, Split
 from trainlab.errors import UserError
 from trainlab.train.batches import epoch_batches
 from trainlab.train.bookkeeping import CurveRows, ProbeRows, RunBook, TrainResult
-from trainlab.train.cores import free_cores
+from trainlab.train.cores import LoadMeter, free_cores
 
 
 class Trainer(Protocol):
@@ -161,6 +161,7 @@ def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress
     start_epoch = len(books[0].history)
     bar = tqdm(total=tc.epochs * steps, initial=start_epoch * steps,
                disable=not progress, unit="step", leave=False, dynamic_ncols=True)
+    load = LoadMeter()
     for epoch in range(start_epoch, tc.epochs):
         live = _live_runs(books)
         if not live:
@@ -176,6 +177,7 @@ def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress
         evals = [trainer.evaluate(split, tc.eval_batch_size) for split in splits.values()]
         sums, curves = _to_host(step_losses, step_hits, evals, books[0].cfg, len(train), epoch * steps)
         epoch_time = time.perf_counter() - start
+        elsewhere = load.lap()
         probed = trainer.probe_rows()
         for m in live:
             if not math.isfinite(sums[m][0]):
@@ -183,7 +185,8 @@ def run_epochs(trainer: Trainer, books: list[RunBook], data: ImageData, progress
                 continue
             row = {"epoch": epoch + 1, **_metrics(sums[m], {"train": train, **splits}), "lr": lrs[m],
                    "samples_per_s": len(train) * len(live) / train_time, "epoch_time": epoch_time / len(live),
-                   "wall_time": books[m].wall_time + epoch_time / len(live)}
+                   "wall_time": books[m].wall_time + epoch_time / len(live),
+                   "runs_together": len(live) if trainer.stacked else 1, "cpu_elsewhere": elsewhere}
             trainer.module(m)  # brings a stacked model's weights into its plain module for the embeddings
             books[m].end_epoch(row, probed[m], curves[m], lambda m=m: trainer.state(m))
         if not trainer.stacked:
