@@ -393,3 +393,16 @@ def test_best_versus_rest_needs_two_variants_with_finished_runs():
         best_versus_rest(runs)
     with pytest.raises(ValueError, match="two variants"):
         best_versus_rest(runs, metric="val_acc")  # no such column
+
+
+def test_factorial_anova_of_one_factor_is_scipys_one_way_anova():
+    from trainlab.stats import factorial_anova
+
+    rng = np.random.default_rng(0)
+    groups = {level: rng.normal(mean, 0.1, 5) for level, mean in (("a", 0.5), ("b", 0.6), ("c", 0.55))}
+    frame = pd.DataFrame([{"k": level, "y": v} for level, values in groups.items() for v in values])
+    table = factorial_anova(frame, "y", ["k"])
+    reference = stats.f_oneway(*groups.values())
+    assert table.loc["k", "F"] == pytest.approx(reference.statistic)
+    assert table.loc["k", "p"] == pytest.approx(reference.pvalue)
+    assert factorial_anova(frame.drop_duplicates("k"), "y", ["k"]) is None  # one run per level: no test

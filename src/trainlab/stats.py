@@ -42,6 +42,9 @@ def higher_is_better(metric: str) -> bool:
                      f"{', '.join(HIGHER_IS_BETTER + LOWER_IS_BETTER)}")
 
 
+MIN_CI_SEEDS = 3  # fewer seeds: reports show the seeds, not a t interval (with 2, its quantile alone is 12.7)
+
+
 def mean_ci(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, int]:
     """Mean, half-width of the Student-t confidence interval, and n; NaNs are dropped.
 
@@ -220,6 +223,32 @@ def trend_test(levels: Sequence[float], x: Sequence[float], confidence: float = 
                            paired=True, vectorized=False, resamples=1999)
     n = int(np.unique(levels, return_counts=True)[1].min())
     return TestResult("Kendall's tau", effect, low, high, p_value, 0.0, n)
+
+
+def factorial_anova(values: pd.DataFrame, response: str, factors: Sequence[str]) -> pd.DataFrame | None:
+    """Main effects and two-way interactions of ``factors`` (columns of categorical levels) on
+    ``response``: an ordinary least-squares fit and its type II ANOVA table (statsmodels), one row per
+    term (``A`` or ``A x B``) with ``F``, ``p`` and ``p_holm`` (Holm-adjusted over the terms). None
+    when the runs leave no residual degrees of freedom (no seed repeats a cell).
+    """
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    names = {factor: f"f{i}" for i, factor in enumerate(factors)}
+    frame = values[[response, *factors]].rename(columns={response: "y", **names}).astype({n: str for n in names.values()})
+    terms = " + ".join(f"C({n})" for n in names.values())
+    formula = f"y ~ ({terms})**2" if len(factors) > 1 else f"y ~ {terms}"
+    fit = smf.ols(formula, data=frame).fit()
+    if fit.df_resid < 1:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a perfect fit's F is infinite: p 0, which is what it means
+        table = anova_lm(fit, typ=2).drop(index="Residual")
+    back = {f"C({n})": factor for factor, n in names.items()}
+    table.index = [" x ".join(back[part] for part in term.split(":")) for term in table.index]
+    out = pd.DataFrame({"F": table["F"], "p": table["PR(>F)"]})
+    out["p_holm"] = holm(out["p"].tolist())
+    return out
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

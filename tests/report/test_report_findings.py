@@ -408,3 +408,42 @@ def test_best_variant_says_a_tie_instead_of_crowning_the_first():
     assert finding.numbers == {"best_mean": 1.0, "tied": 3.0}
     runs.loc[runs["label"] == "c", "test_acc"] = 0.9  # two tie
     assert only(find(runs, {}, {}), "best_variant").text.startswith("a and b tie on the highest")
+
+
+def _two_factor_runs(means, seeds=3, noise=0.005):
+    """Runs of a 2 x 2 study: ``means[(optimizer, lr)]`` plus small seed noise."""
+    rng = np.random.default_rng(0)
+    return make_runs([(f"optimizer={o}, lr={lr}", seed, "done",
+                       {"train.optimizer": o, "train.lr": lr, "test_acc": mean + rng.normal(0, noise)})
+                      for (o, lr), mean in means.items() for seed in range(seeds)])
+
+
+def test_a_factor_that_wins_everywhere_is_named_with_its_margin_at_each_setting():
+    runs = _two_factor_runs({("sgd", 0.001): 0.40, ("sgd", 0.01): 0.60, ("adam", 0.001): 0.90, ("adam", 0.01): 0.92})
+    findings = find(runs, {}, {}, factors=["train.optimizer", "train.lr"])
+    optimizer = only(findings, "factor_effect", "train.optimizer")
+    means = runs.groupby(["train.optimizer", "train.lr"])["test_acc"].mean()
+    margins = [means["adam", lr] - means["sgd", lr] for lr in (0.001, 0.01)]
+    assert optimizer.numbers["consistent"] == 1
+    assert optimizer.numbers["margin_min"] == pytest.approx(min(margins))
+    assert optimizer.numbers["margin_max"] == pytest.approx(max(margins))
+    assert optimizer.text.startswith("train.optimizer: adam gives the highest mean test accuracy at every setting "
+                                     "of train.lr")
+    assert optimizer.numbers["p_main"] < 0.001 and optimizer.numbers["p_interaction[train.lr]"] < 0.05
+    lr = only(findings, "factor_effect", "train.lr")
+    assert lr.text.startswith("train.lr: 0.01 gives the highest")  # better for both optimizers
+    assert [f.kind for f in findings[:3]] == ["best_variant", "factor_effect", "factor_effect"]
+
+
+def test_a_crossed_interaction_says_the_best_level_depends_on_the_other_factor():
+    runs = _two_factor_runs({("sgd", 0.001): 0.40, ("sgd", 0.1): 0.80, ("adam", 0.001): 0.85, ("adam", 0.1): 0.30})
+    optimizer = only(find(runs, {}, {}, factors=["train.optimizer", "train.lr"]), "factor_effect", "train.optimizer")
+    assert optimizer.numbers["consistent"] == 0
+    assert "which level is best depends on train.lr (train.lr=0.001: adam by" in optimizer.text
+    assert "train.lr=0.1: sgd by" in optimizer.text and "(the effect depends on it)" in optimizer.text
+
+
+def test_no_factor_findings_without_every_combination_or_a_second_factor():
+    runs = _two_factor_runs({("sgd", 0.001): 0.40, ("sgd", 0.01): 0.60, ("adam", 0.001): 0.90})
+    assert not of_kind(find(runs, {}, {}, factors=["train.optimizer", "train.lr"]), "factor_effect")
+    assert not of_kind(find(runs, {}, {}, factors=["train.optimizer"]), "factor_effect")

@@ -32,7 +32,7 @@ from trainlab.probes.stats import TENSOR_STATS
 from trainlab.report import figures as figs
 from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
 from trainlab.report.findings import find
-from trainlab.stats import DEFAULT_METRICS, higher_is_better, summarize
+from trainlab.stats import DEFAULT_METRICS, MIN_CI_SEEDS, higher_is_better, summarize
 from trainlab.store import DEFAULT_STORE, FINISHED, FileLock, RunStore
 from trainlab.study.report_sections import SECTIONS, section_options
 from trainlab.study.run import StudyResult, load_study
@@ -164,14 +164,15 @@ def _summary_table(data: StudyData, metrics: list[str]) -> Table:
             if f"{m}_mean" not in summary.columns:
                 continue
             mean, ci = row[f"{m}_mean"], row[f"{m}_ci"]
-            cells[m] = "–" if pd.isna(mean) else (f"{mean:.4f}" if pd.isna(ci) else f"{mean:.4f} ± {ci:.4f}")
+            interval = not pd.isna(ci) and row["n"] >= MIN_CI_SEEDS
+            cells[m] = "–" if pd.isna(mean) else (f"{mean:.4f} ± {ci:.4f}" if interval else f"{mean:.4f}")
             if row[f"{m}_best"] and len(summary) > 1:
                 bold.add((i, m))
         if row.get("n_failed", 0):
             cells["failed"] = int(row["n_failed"])
         rows.append(cells)
-    caption = ("Final-epoch metrics: mean ± half-width of the 95% confidence interval (Student t) over seeds; "
-               "best mean per column in bold.")
+    caption = ("Final-epoch metrics: mean ± half-width of the 95% confidence interval (Student t) over seeds "
+               f"(the mean alone for variants with fewer than {MIN_CI_SEEDS} seeds); best mean per column in bold.")
     return Table(pd.DataFrame(rows).fillna(0), caption, bold)
 
 
@@ -185,7 +186,7 @@ def _final_metrics(data: StudyData, options: dict) -> list:
     if done[metric].notna().any():
         blocks.append(_picture("final_metrics", figs.final_metrics(data.runs, data.colours, metric),
                                f"Final {metric} per variant: the mean, each seed, and the 95% confidence "
-                               f"interval where a variant has {figs.MIN_CI_SEEDS} or more seeds."))
+                               f"interval where a variant has {MIN_CI_SEEDS} or more seeds."))
     return blocks
 
 
@@ -242,7 +243,7 @@ def _findings(data: StudyData, options: dict) -> list:
     spec = data.result.spec if data.result else None
     level = spec.statistics.alpha / (spec.adaptive.looks if spec.adaptive else 1) if spec else 0.05
     found = find(data.runs, data.histories, data.probes, metric=metric, num_classes=max(classes or {10}),
-                 alpha=level, method=spec.statistics.test if spec else "t")
+                 alpha=level, method=spec.statistics.test if spec else "t", factors=data.varied)
     if not found:
         return [Text("Nothing stands out: no vanishing or exploding gradients, dead units, flat losses, "
                      "overfitting or divergence were detected.")]

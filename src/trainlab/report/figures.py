@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from trainlab.errors import UserError, unknown
-from trainlab.stats import summarize
+from trainlab.stats import MIN_CI_SEEDS, summarize
 
 Runs = pd.DataFrame | Sequence[pd.DataFrame]
 
@@ -127,9 +127,6 @@ def iteration_curves(curves_by_label: Mapping[str, Runs], colours: Mapping[str, 
     fig.suptitle(f"Per-iteration curves: mean over {_seeds(len(runs) for runs in curves.values())}, "
                  "band = min-max across seeds")
     return fig
-
-
-MIN_CI_SEEDS = 3  # fewer seeds draw no confidence interval: with 2, the t quantile alone is 12.7
 
 
 def final_metrics(runs: pd.DataFrame, colours: Mapping[str, str], metric: str = "test_acc") -> Figure:

@@ -9,13 +9,16 @@ diverged run's gradients are evidence too); history rules use finished runs (sta
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from trainlab.probes.measures import dead_fractions, gradient_growth, gradient_ratio, parameterised_layers
-from trainlab.stats import Comparison, best_versus_rest, higher_is_better, mean_ci, seeds_needed
+from trainlab.stats import (
+    MIN_CI_SEEDS, Comparison, best_versus_rest, factorial_anova, higher_is_better, mean_ci, seeds_needed,
+)
 
 VANISHING_RATIO = 1e-2  # first/last layer mean |weight gradient| below this: input side learns 100x slower
 EXPLODING_RATIO = 1e2  # ... above this: the input side gets 100x the output layer's gradient
@@ -32,6 +35,7 @@ CLEARLY_LEARNS = 0.25  # ... whose accuracy is at least this far above chance: b
 
 FIGURES = {  # the id of the report figure that shows each kind of finding (None: no figure shows it)
     "best_variant": "final_metrics",
+    "factor_effect": "final_metrics",
     "divergence": "learning_curves",
     "not_training": "learning_curves",
     "barely_training": "learning_curves",
@@ -58,14 +62,16 @@ class Finding:
 
 def find(runs: pd.DataFrame, histories: dict[str, pd.DataFrame], probes: dict[str, pd.DataFrame],
          metric: str = "test_acc", num_classes: int = 10, alpha: float = 0.05,
-         method: str = "t") -> list[Finding]:
-    """All findings: the best variant on ``metric`` first, then each variant's in first-appearance order.
+         method: str = "t", factors: Sequence[str] = ()) -> list[Finding]:
+    """All findings: the best variant on ``metric`` first, then, for a study of two or more ``factors``
+    (columns of ``runs``: the varied keys), each factor's effect, then each variant's findings in
+    first-appearance order.
 
     ``num_classes`` sets chance accuracy (``1 / num_classes``) for the not-training rule; ``alpha``
     the family-wise error rate of the best variant's comparisons with the others, ``method`` their
-    test (:data:`trainlab.stats.METHODS`).
+    test (:data:`trainlab.stats.METHODS`), and the level of the factors' ANOVA.
     """
-    findings = _best_variant(runs, metric, alpha, method)
+    findings = _best_variant(runs, metric, alpha, method) + _factor_effects(runs, factors, metric, alpha)
     curves_of = {}
     for label, group in runs.groupby("label", sort=False, dropna=False):
         done = group.loc[group["status"] == "done", "run_id"]
@@ -99,14 +105,72 @@ def _best_variant(runs: pd.DataFrame, metric: str, alpha: float, method: str) ->
     tied = [label for label, mean in means.items() if math.isclose(mean, best_mean, rel_tol=1e-12)]
     if len(tied) > 1:  # no variant is best: say so rather than crown the first
         return [_tie(tied, words, best_mean)]
-    mean, ci, n = mean_ci(done.loc[done["label"] == best, metric])
-    text = f"{_name(best)} has the {words}, {_value(mean, ci)}" + (f" (95% CI over {_seeds(n)})" if n > 1 else "")
+    values = done.loc[done["label"] == best, metric]
+    mean, ci, n = mean_ci(values)
+    if n >= MIN_CI_SEEDS:
+        text = f"{_name(best)} has the {words}, {_value(mean, ci)} (95% CI over {_seeds(n)})"
+    else:  # a t interval over 2 seeds spans 12.7 standard errors: show the seeds instead
+        text = f"{_name(best)} has the {words}, {_g(mean)}" + (f" (seeds: {', '.join(map(_g, values))})" if n > 1 else "")
     numbers = {"best_mean": mean, "best_ci": ci, "best_n": float(n)}
     tested = [c for c in comparisons if c.result is not None]
     text += _against_the_rest(comparisons, alpha)
     numbers |= {f"p_adjusted[{c.other}]": c.p_adjusted for c in tested}
     numbers["better_than"] = float(sum(c.decided for c in tested))
     return [Finding("best_variant", best, text + ".", numbers, FIGURES["best_variant"])]
+
+
+def _factor_effects(runs: pd.DataFrame, factors: Sequence[str], metric: str, alpha: float) -> list[Finding]:
+    """For a full factorial study of two or more factors: per factor, whether one level is best at every
+    setting of the others (and by how much at each) or which level wins where, with the p of its main
+    effect and of its interactions (type II ANOVA, Holm-corrected over the terms)."""
+    done = runs[(runs["status"] == "done") & runs[metric].notna()] if metric in runs.columns else runs.iloc[:0]
+    factors = [f for f in factors if f in done.columns and done[f].notna().all() and done[f].map(str).nunique() > 1]
+    if len(factors) < 2:
+        return []
+    levels = done[factors].map(str)
+    cells = levels.drop_duplicates()
+    if len(cells) < math.prod(levels[f].nunique() for f in factors):  # not every combination was run
+        return []
+    values = levels.assign(**{metric: done[metric]})
+    anova = factorial_anova(values, metric, factors)
+    means = values.groupby(factors, sort=False)[metric].mean()
+    return [_factor_effect(factor, [f for f in factors if f != factor], means, anova, metric, alpha)
+            for factor in factors]
+
+
+def _factor_effect(factor: str, others: list[str], means: pd.Series, anova: pd.DataFrame | None, metric: str,
+                   alpha: float) -> Finding:
+    """One factor's effect in words: its winning level in each setting of the ``others``."""
+    sign = 1 if higher_is_better(metric) else -1
+    table = means.unstack(factor)  # rows: settings of the others; columns: this factor's levels
+    table = table.reindex(columns=list(dict.fromkeys(means.index.get_level_values(factor))))
+    winners = (sign * table).idxmax(axis=1)
+    settings = [", ".join(f"{k}={v}" for k, v in zip(others, key if isinstance(key, tuple) else (key,)))
+                for key in table.index]
+    margins = [(sign * (row[w] - row.drop(w))).min() for (_, row), w in zip(table.iterrows(), winners)]
+    per_setting = "; ".join(f"{where}: {w} by {_g(m)}" for where, w, m in zip(settings, winners, margins))
+    words = _metric_words(metric)
+    if winners.nunique() == 1:
+        text = (f"{factor}: {winners.iloc[0]} gives the {'highest' if sign > 0 else 'lowest'} mean {words} at every "
+                f"setting of {_listed(others)}, ahead of the next level by {_g(min(margins))} to {_g(max(margins))} "
+                f"({per_setting})")
+    else:
+        text = f"{factor}: which level is best depends on {_listed(others)} ({per_setting})"
+    numbers = {"consistent": float(winners.nunique() == 1), "margin_min": float(min(margins)),
+               "margin_max": float(max(margins))}
+    if anova is not None:
+        main = anova.loc[factor, "p_holm"]
+        text += f"; main effect {_p(main)}"
+        numbers["p_main"] = float(main)
+        for term in [t for t in anova.index if " x " in t and factor in t.split(" x ")]:
+            other = next(part for part in term.split(" x ") if part != factor)
+            p = anova.loc[term, "p_holm"]
+            text += f", interaction with {other} {_p(p)}" + (" (the effect depends on it)" if p < alpha else "")
+            numbers[f"p_interaction[{other}]"] = float(p)
+        text += f" (two-way ANOVA of the {words}, type II, p Holm-corrected over {len(anova)} terms)"
+    else:
+        text += " (no seed repeats a setting, so no test)"
+    return Finding("factor_effect", factor, text + ".", numbers, FIGURES["factor_effect"])
 
 
 def _against_the_rest(comparisons: list[Comparison], alpha: float) -> str:
