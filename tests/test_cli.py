@@ -11,6 +11,7 @@ import torch
 from trainlab.cli import main
 from trainlab.train.bookkeeping import TIMING
 from trainlab.store import RunStore
+from trainlab.train import fit
 
 TINY = ["data.name=synthetic", "data.val_size=64", "model.hidden=[32]", "train.batch_size=32"]
 
@@ -183,3 +184,85 @@ def test_tensorboard_flag_writes_event_files_of_the_run(tmp_path, capsys):
     events = reader.Scalars("grad/fc1.weight/norm")
     assert [e.step for e in events] == norm.step.tolist()
     assert [e.value for e in events] == pytest.approx(norm.value.tolist(), rel=1e-6)
+
+
+def test_status_of_a_store_that_is_not_there_says_so_and_creates_nothing(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "status", "quickstart", "--store", str(tmp_path / "nowhere"))
+    assert code == 2 and out == ""
+    assert err == (f"trainlab: error: no run store at {tmp_path / 'nowhere'} (it has no trainlab.db): run the study "
+                   "first, or give the store it was run into with --store DIR\n")
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_status_names_its_store_and_shows_a_dash_for_runs_without_an_epoch(tmp_path, capsys):
+    study = {"name": "two", "base": {"data": {"name": "digits"}, "model": {"hidden": [16]}, "train": {"epochs": 1}},
+             "vary": {"model.activation": ["tanh", "relu"]}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    fit({**study["base"], "model": {"hidden": [32]}}, store=tmp_path / "s")  # a store, but not of this study's runs
+    code, out, _ = run_cli(capsys, "status", str(path), "--store", str(tmp_path / "s"))
+    assert code == 1 and out.startswith(f"store: {tmp_path / 's'}\n") and out.rstrip().endswith("2 pending")
+    rows = [line.split() for line in out.splitlines()[2:4]]  # no epoch yet: a dash for each metric
+    assert [row[-2:] for row in rows] == [["-", "-"], ["-", "-"]] and "None" not in out
+
+
+def test_plan_shows_base_where_a_variant_leaves_a_key_alone(capsys):
+    code, out, _ = run_cli(capsys, "plan", "001-activations")
+    assert code == 0 and "NaN" not in out and "(base)" in out
+
+
+def test_runs_lists_each_runs_study_and_variant_and_train_says_it_reused_a_stored_run(tmp_path, capsys):
+    study = {"name": "tiny", "base": {"data": {"name": "digits"}, "model": {"hidden": [16]}, "train": {"epochs": 1}},
+             "vary": {"model.activation": ["tanh"]}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    assert run_cli(capsys, "run", str(path), "--store", str(tmp_path), "--no-report", "--json")[0] == 0
+    code, out, _ = run_cli(capsys, "runs", "--store", str(tmp_path), "--json")
+    (row,) = json.loads(out)
+    assert (row["study"], row["label"]) == ("tiny", "activation=tanh")
+    again = ["train", "--set", "data.name=digits", "model.hidden=[16]", "model.activation=tanh", "train.epochs=1",
+             "--store", str(tmp_path)]
+    code, out, _ = run_cli(capsys, *again)
+    assert code == 0 and f"run {row['run_id']}: done" in out
+    assert "trained before: the stored run is shown, not trained again (--rerun trains it anew)" in out
+    code, out, _ = run_cli(capsys, *again, "--rerun")
+    assert code == 0 and "trained before" not in out
+
+
+@pytest.mark.parametrize("optimizer, setting, warned", [
+    ("adam", "train.momentum=0.9", "train.momentum=0.9 is ignored by optimizer adam (it applies to sgd, rmsprop)"),
+    ("sgd", "train.betas=[0.8,0.9]", "train.betas=[0.8, 0.9] is ignored by optimizer sgd (it applies to adam, adamw)"),
+    ("rmsprop", "train.momentum=0.9", None),
+])
+def test_a_constant_the_optimizer_ignores_is_a_warning(optimizer, setting, warned):
+    import warnings
+
+    from trainlab.config import load_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        load_config({"train": {"optimizer": optimizer}}, [setting])
+    assert [str(w.message) for w in caught] == ([warned] if warned else [])
+
+
+SCRIPT = """
+import json, sys
+import trainlab
+STUDY = {"name": "s", "base": {"data": {"name": "digits", "limit": 300, "val_size": 60}, "model": {"hidden": [8]},
+         "train": {"epochs": 1}}, "vary": {"model.activation": ["tanh", "relu"]}}
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_running_a_study_in_processes_needs_the_main_guard(tmp_path, guarded):
+    call = f'trainlab.run_study(STUDY, store={str(tmp_path / "s")!r}, executor="processes")'
+    body = f'if __name__ == "__main__":\n    {call}\n' if guarded else call + "\n"
+    (tmp_path / "script.py").write_text(SCRIPT + body)
+    done = subprocess.run([sys.executable, str(tmp_path / "script.py")], capture_output=True, text=True, timeout=300)
+    if guarded:
+        assert done.returncode == 0, done.stderr
+        assert set(RunStore(tmp_path / "s").runs()["status"]) == {"done"}
+    else:
+        assert done.returncode == 1 and "bootstrapping" not in done.stderr
+        assert ('UserError: script.py line 6 starts worker processes outside `if __name__ == "__main__":`, but each '
+                "worker imports the script again") in done.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import warnings
@@ -87,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         _add_overrides(sub, "dotted overrides applied to the study's base configuration")
         if name != "plan":
             _add_store(sub)
+        if name == "status":
+            sub.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+                             help="a live view of the study (any executor, any process) refreshed every "
+                                  "SECONDS (default 2) until every run has ended")
         if name == "run":
             sub.add_argument("--executor", default="local", choices=EXECUTORS,
                              help="where runs train: in this process (default), in worker processes, or on Ray")
@@ -204,6 +209,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     note = f" at step {result.diverged_step}" if result.status == "diverged" else ""
     early = " (stopped early)" if result.stopped_early else ""
     print(f"\nrun {result.run_id}: {result.status}{note}{early}; stored in {args.store}")
+    if result.reused:
+        print("this configuration had been trained before: the stored run is shown, not trained again "
+              "(--rerun trains it anew)")
     return 0
 
 
@@ -301,7 +309,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {spec.question}".rstrip(": "))
     more = f"; seeds are added to undecided variants, up to {adaptive.max} each" if adaptive else ""
     print(f"{len(runs)} runs = {len(groups)} configurations x {len(seeds)} seeds {seeds}{more}\n")
-    print(groups.to_string(index=False))
+    print(groups.to_string(index=False, na_rep="(base)"))  # a variant that leaves a key at the base value
     if claims:
         print("\nclaims:\n" + "\n".join(f"  {i}. {text}" for i, text in enumerate(claims, start=1)))
     return 0
@@ -313,9 +321,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     logdir = _tensorboard_dir(args)
     result = run_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store, executor=args.executor,
                        workers=args.workers, address=args.address, download=args.download,
-                       ensemble=not args.no_ensemble, progress=not (args.quiet or args.json) and sys.stderr.isatty())
-    if logdir:
-        _study_tensorboard(result.runs, args.store, logdir)
+                       ensemble=not args.no_ensemble, progress=not (args.quiet or args.json) and sys.stderr.isatty(),
+                       tensorboard=logdir)
     files = None
     if not args.no_report and result.runs["status"].isin(FINISHED).any():  # else a report has nothing to show
         from trainlab.report import build_report
@@ -345,17 +352,6 @@ def _tensorboard_dir(args: argparse.Namespace) -> Path | None:
     if not existing.is_dir():
         raise UserError(f"--tensorboard {args.tensorboard}: {existing} is a file, not a folder")
     return path
-
-
-def _study_tensorboard(runs: pd.DataFrame, store_dir: str, logdir: Path) -> None:
-    """TensorBoard event files of every finished run of a study, one folder per run."""
-    from trainlab.probes.tensorboard import write_tensorboard
-    from trainlab.train.fit import stored_history
-
-    store = RunStore(store_dir)
-    for run_id in runs.loc[runs["status"].isin(FINISHED), "run_id"]:
-        write_tensorboard(logdir / run_id, store.probes(run_id), store.probe_histograms(run_id),
-                          stored_history(store, run_id), store.curves(run_id))
 
 
 def cmd_studies(args: argparse.Namespace) -> int:
@@ -388,6 +384,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from trainlab.study import load_study
     from trainlab.study.run import status_rows
 
+    if args.watch is not None:
+        return _watch(args)
+    if not (Path(args.store) / "trainlab.db").is_file():
+        raise UserError(f"no run store at {args.store} (it has no trainlab.db): run the study first, or give the "
+                        "store it was run into with --store DIR")
     result = load_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store)
     rows = status_rows(result)
     if args.json:
@@ -396,11 +397,47 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     frame = pd.DataFrame([{"run_id": r["run_id"], "label": r["label"] or "base", "seed": r["seed"],
                            "status": r["status"], "epochs": r["epochs"],
-                           **{k: r["final"].get(k) for k in ("train_loss", "test_acc")}}
+                           **{k: r["final"].get(k, math.nan) for k in ("train_loss", "test_acc")}}
                           for r in rows])
+    print(f"store: {args.store}")
     code = _print_study(frame, False)
     _print_verdicts(result)
     return code
+
+
+def _watch(args: argparse.Namespace) -> int:
+    """``trainlab status --watch``: the study's progress per variant, redrawn in place on a terminal
+    (appended elsewhere, or as JSON lines with ``--json``), until every run has ended."""
+    import time
+
+    from trainlab.study.watch import progress, snapshots
+
+    if not args.watch > 0:
+        raise UserError(f"--watch takes a number of seconds above 0, got {args.watch:g}")
+    store, overrides, terminal = RunStore(args.store), _overrides_with_data_root(args), sys.stdout.isatty()
+    for frame in snapshots(lambda: progress(args.study, store, args.scale, overrides), args.watch):
+        if args.json:
+            print(json.dumps(frame.to_dict(orient="records"), default=float), flush=True)
+            continue
+        table = pd.DataFrame({
+            "variant": frame["variant"],
+            "runs": [f"{d}/{n} done" + (f", {r} training" if r else "") for d, n, r in
+                     zip(frame["done"], frame["runs"], frame["running"])],
+            "epochs": [f"{e}/{p}" for e, p in zip(frame["epochs"], frame["planned_epochs"])],
+            "now": frame["now"], "final": frame["final"], "left": frame["left"].map(_duration)})
+        print(("\x1b[H\x1b[J" if terminal else "") + f"{time.strftime('%H:%M:%S')}  {args.study} "
+              f"(metric now: each run's latest, mean over runs; final: mean over finished runs)")
+        print(_table(table, "{:.4f}") + ("" if terminal else "\n"), flush=True)
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    """``1h 02m``, ``3m 20s``, ``45s``; ``-`` when unknown."""
+    if not seconds == seconds:  # NaN: no epoch timed yet
+        return "-"
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h {rest // 60:02d}m" if hours else f"{rest // 60}m {rest % 60:02d}s" if rest >= 60 else f"{rest}s"
 
 
 def _print_verdicts(result) -> None:

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -305,6 +306,12 @@ class ModelConfig(Section):
 
 
 # ----------------------------------------------------------------------------- train
+OPTIMIZER_TAKES = {"sgd": {"momentum"}, "adam": {"betas", "eps"}, "adamw": {"betas", "eps"},
+                   "rmsprop": {"momentum", "alpha", "eps"}}  # the constants each optimiser takes (make_optimizer)
+OPTIMIZER_DEFAULTS = {"momentum": 0.0, "betas": (0.9, 0.999), "eps": 1e-8, "alpha": 0.99}
+IGNORED_CONSTANT = r"train\.\w+=.* is ignored by optimizer"  # the warning's text, which workers need not repeat
+
+
 class TrainConfig(Section):
     """Optimisation: optimiser, schedule, regularisation, stopping, seed and device.
 
@@ -364,6 +371,19 @@ class TrainConfig(Section):
     def _nesterov_needs_momentum(self) -> TrainConfig:
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer sgd and momentum > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _warn_of_ignored_constants(self) -> TrainConfig:
+        """A constant set away from its default that the chosen optimiser does not take is said, once:
+        not an error, since a study may vary the optimiser over a base written for one of them."""
+        for name, default in OPTIMIZER_DEFAULTS.items():
+            value = getattr(self, name)
+            if name not in OPTIMIZER_TAKES[self.optimizer] and value != default:
+                takers = ", ".join(o for o, names in OPTIMIZER_TAKES.items() if name in names)
+                shown = list(value) if isinstance(value, tuple) else value
+                warnings.warn(f"train.{name}={shown} is ignored by optimizer {self.optimizer} (it applies to "
+                              f"{takers})", UserWarning, stacklevel=2)
         return self
 
 

@@ -39,9 +39,14 @@ def interruption(error: KeyboardInterrupt) -> str:
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` once; later ones are ignored
-    while the block stops. The previous handlers come back at its end (main thread only)."""
+    from then on, as the process is stopping (a second Ctrl-C must not kill it half-way through
+    marking its runs, or as it prints its last line). Without a signal the previous handlers come
+    back at the block's end (main thread only)."""
+    interrupted = False
 
     def stop(number: int, frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
         for each in SIGNALS:
             signal.signal(each, signal.SIG_IGN)
         raise Interrupted(signal.Signals(number).name)
@@ -50,8 +55,9 @@ def stop_on_signals() -> Iterator[None]:
     try:
         yield
     finally:
-        for each, handler in previous.items():
-            signal.signal(each, handler)
+        if not interrupted:
+            for each, handler in previous.items():
+                signal.signal(each, handler)
 
 
 def ignore_interrupts() -> None:

@@ -289,9 +289,12 @@ class RunStore:
         return row
 
     def runs(self) -> pd.DataFrame:
-        """All runs, oldest first, with their last epoch's test and validation accuracy."""
+        """All runs, oldest first, with the studies they belong to and their variant label there, and
+        their last epoch's test and validation accuracy."""
         query = """
             SELECT r.run_id, r.status, r.epochs_done, r.created, r.duration, r.config,
+                   (SELECT group_concat(s.study, ', ') FROM study_runs s WHERE s.run_id = r.run_id) AS study,
+                   (SELECT s.label FROM study_runs s WHERE s.run_id = r.run_id LIMIT 1) AS label,
                    (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'test_acc'
                     ORDER BY epoch DESC LIMIT 1) AS test_acc,
                    (SELECT value FROM metrics m WHERE m.run_id = r.run_id AND m.name = 'val_acc'

@@ -1,7 +1,6 @@
 import base64
 import io
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +9,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
+from tests.browser import CHROMIUM, DRIVER, LAYOUT, gallery_shot, in_chromium
 from trainlab.cli import main
 from trainlab.report import build_report
 from trainlab.report.figures import overlapping_texts
@@ -203,7 +203,6 @@ def test_a_study_whose_runs_all_fail_exits_1_without_a_report(tmp_path, capsys, 
     assert not (tmp_path / "store" / "reports").exists()
 
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 
 # 2 x 2 variants with long names, as a study of two factors has them: the layout's hard case
@@ -238,57 +237,12 @@ def test_no_text_of_any_report_figure_overlaps_another(two_factors):
         assert overlapping_texts(fig) == [], fig.get_suptitle() or fig.axes[0].get_title()
 
 
-def _in_chromium(html: Path, script: str, width: int = 1280):
-    """Open ``html`` in headless Chromium ``width`` pixels wide; the result of ``script`` and the
-    console's warnings and errors."""
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--window-size={width},900"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    try:
-        driver.get(html.resolve().as_uri())
-        result = driver.execute_script(script)
-        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
-        title = driver.title
-    finally:
-        driver.quit()
-    return result, errors, title
-
-
-# The page's layout as the browser drew it: horizontal overflow, figures wider than their column,
-# and pairs of text blocks (headings, paragraphs, cells, captions) that overlap without one holding the other.
-LAYOUT = """
-const page = document.documentElement;
-const wide = Array.from(document.images).filter(
-    i => i.getBoundingClientRect().width > i.parentElement.getBoundingClientRect().width + 1).length;
-const blocks = Array.from(document.querySelectorAll("h1, h2, p, li, th, td, figcaption, caption"));
-const overlaps = [];
-for (let i = 0; i < blocks.length; i++) {
-  for (let j = i + 1; j < blocks.length; j++) {
-    const a = blocks[i], b = blocks[j];
-    if (a.contains(b) || b.contains(a)) continue;
-    const r = a.getBoundingClientRect(), s = b.getBoundingClientRect();
-    const w = Math.min(r.right, s.right) - Math.max(r.left, s.left);
-    const h = Math.min(r.bottom, s.bottom) - Math.max(r.top, s.top);
-    if (w > 1 && h > 1) overlaps.push([a.textContent.slice(0, 40), b.textContent.slice(0, 40)]);
-  }
-}
-return [page.scrollWidth - page.clientWidth, wide, overlaps, blocks.length];
-"""
-
-
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not installed")
 @pytest.mark.parametrize("width", [1280, 800])
 def test_the_report_fits_the_browser_window_and_no_text_overlaps(two_factors, width):
     files, _ = two_factors
-    (overflow, wide, overlaps, blocks), errors, _ = _in_chromium(files.html, LAYOUT, width)
+    (overflow, wide, overlaps, blocks), errors, _ = in_chromium(files.html, LAYOUT, width,
+                                                                 screenshot=gallery_shot("report-2x2", width))
     assert blocks > 50 and errors == []
     assert overflow <= 0 and wide == 0 and overlaps == []
 
@@ -296,7 +250,7 @@ def test_the_report_fits_the_browser_window_and_no_text_overlaps(two_factors, wi
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not installed")
 def test_html_loads_in_headless_chromium_without_errors_or_broken_images(report):
     _, files, _ = report
-    images, errors, title = _in_chromium(
+    images, errors, title = in_chromium(
         files.html, "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
     assert title == "Study report: depth-activation"
     assert len(images) == len(_images(files.html.read_text())) == 11

@@ -16,6 +16,7 @@ from trainlab.cli import main
 from trainlab.report import build_report
 from trainlab.study import builtin_studies, plan_study, run_study
 from trainlab.study.spec import STUDIES_DIR
+from tests.browser import CHROMIUM, DRIVER, LAYOUT, gallery_shot, in_chromium
 from tests.shared_data import SHARED_DATA, cifar10_jpeg_tree, shared
 
 NAMES = sorted(path.stem for path in STUDIES_DIR.glob("*.yaml"))
@@ -63,6 +64,11 @@ def test_quickstart_trains_probes_finds_and_analyses(tmp_path, capsys):
     for figure in ("fig-learning-curves", "fig-layer-grad-means", "fig-embeddings", "fig-confusion",
                    "fig-guided-backprop"):
         assert figure in html, figure
+    if CHROMIUM and DRIVER:  # as a user sees it: nothing wider than the page, no text over other text
+        report = tmp_path / "reports" / "quickstart" / "report.html"
+        (overflow, wide, overlaps, _), errors, _ = in_chromium(report, LAYOUT,
+                                                               screenshot=gallery_shot("report-quickstart", 1280))
+        assert overflow <= 0 and wide == 0 and overlaps == [] and errors == []
 
 
 def _data_overrides(name: str) -> list[str]:

@@ -103,6 +103,7 @@ def run_in_processes(jobs: Iterable[list[Task]], workers: int, recorder: Recorde
     inherits the driver's thread pools) when a job needs one, and live for the whole study,
     keeping the data sets they have loaded. A worker that dies is replaced while jobs remain.
     """
+    _check_main_guard()
     pool = _Pool(workers, threads_per_worker(workers))
     pending, more = iter(jobs), True
     try:
@@ -118,6 +119,39 @@ def run_in_processes(jobs: Iterable[list[Task]], workers: int, recorder: Recorde
                 pool.receive(connection, recorder)
     finally:
         pool.close()
+
+
+def _check_main_guard() -> None:
+    """A UserError when a script calls this at its top level outside ``if __name__ == "__main__":``.
+
+    Each worker imports the script that started the driver (as multiprocessing does for its
+    ``forkserver`` and ``spawn`` methods), so an unguarded call would start a study again inside every
+    worker, and fail there with Python's bootstrapping traceback.
+    """
+    import ast
+    import inspect
+    import sys
+
+    from trainlab.errors import UserError
+
+    main = sys.modules["__main__"]
+    if getattr(getattr(main, "__spec__", None), "name", "").endswith("__main__"):
+        return  # `python -m package`: multiprocessing does not import a package's __main__ again
+    path = getattr(main, "__file__", None)
+    frame = next((f for f in inspect.stack()[1:] if f.function == "<module>" and f.frame.f_globals.get("__name__")
+                  == "__main__" and f.filename == path), None)
+    if frame is None:  # an interactive session or notebook, `python -m trainlab`, or a call from elsewhere
+        return
+    try:
+        tree = ast.parse(Path(path).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return
+    guards = [node for node in ast.walk(tree) if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+              and "__name__" in ast.unparse(node.test)]
+    if not any(node.body[0].lineno <= frame.lineno <= node.end_lineno for node in guards):
+        raise UserError(f"{Path(path).name} line {frame.lineno} starts worker processes outside "
+                        "`if __name__ == \"__main__\":`, but each worker imports the script again: put the "
+                        "code that runs the study under that guard (see docs/studies.md, Executors)")
 
 
 class _Pool:
@@ -205,12 +239,22 @@ def _worker(connection: Connection, lifeline: Connection, threads: int) -> None:
     from trainlab.train.record import Relay
 
     ignore_interrupts()
+    _quiet_about_the_plan()
     tqdm.set_lock(threading.RLock())  # not tqdm's default process lock: a killed worker would leak its semaphore
     threading.Thread(target=_exit_with_driver, args=(lifeline,), daemon=True).start()
     relay = Relay(connection.send)
     while (job := connection.recv()) is not None:
         execute(job, relay, threads=threads)
         connection.send(None)  # the job is done
+
+
+def _quiet_about_the_plan() -> None:
+    """In a worker: no second time the warnings its driver gave when it read the study's configurations."""
+    import warnings
+
+    from trainlab.config import IGNORED_CONSTANT
+
+    warnings.filterwarnings("ignore", message=IGNORED_CONSTANT)
 
 
 def _exit_with_driver(lifeline: Connection) -> None:
@@ -287,4 +331,5 @@ def _execute_on_ray(job: list[Task], messages: Any, threads: int) -> None:
     """A Ray task: :func:`execute`, its messages put on the driver's queue."""
     from trainlab.train.record import Relay
 
+    _quiet_about_the_plan()
     execute(job, Relay(messages.put), threads=threads)

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from trainlab.data import ImageData, load_data
 from trainlab.models import check_external_model
+from trainlab.probes.tensorboard import TensorBoardStream
 from trainlab.errors import UserError
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
 from trainlab.study.adaptive import SeedRound, seed_rounds
@@ -71,6 +72,7 @@ def run_study(
     download: bool = False,
     progress: bool = False,
     ensemble: bool = True,
+    tensorboard: str | Path | None = None,
 ) -> StudyResult:
     """Train every run of a study that is not finished yet, then return all of them.
 
@@ -81,6 +83,8 @@ def run_study(
     pays: on CUDA, and on CPU for small models (:func:`~trainlab.train.ensemble.ensemble_pays`,
     judged on the driver's device). Runs that fail are recorded so, and a warning names them.
     Runs that another process trains meanwhile are waited for, and taken over if it dies.
+    ``tensorboard``: a folder that gets TensorBoard event files of each run (``DIR/RUN_ID``), written
+    as its epochs end with every executor; runs finished before this call are written from the store.
     """
     if executor not in EXECUTORS:
         raise UserError(f"unknown executor {executor!r}; valid choices: {', '.join(EXECUTORS)}")
@@ -104,7 +108,8 @@ def run_study(
         locks.release(recorder.ended)  # a run that ended here is free for others at once
         show(recorder)
 
-    with bar, RunLocks(store) as locks, Recorder(store, on_change=changed) as recorder:
+    stream = TensorBoardStream(tensorboard) if tensorboard else None
+    with bar, RunLocks(store) as locks, Recorder(store, changed, [stream] if stream else []) as recorder:
         execute = _executor(executor, recorder, loaded, workers, address, progress)
 
         def train(todo: list[PlannedRun]) -> None:
@@ -112,11 +117,28 @@ def run_study(
             locks.train(todo, lambda runs: _jobs(runs, loaded, ensemble), execute,
                         lambda waiting: bar.set_postfix_str(f"waiting for {len(waiting)} runs of others"))
 
-        train(todo)
-        if spec.adaptive:
-            runs = _seeds_until_decided(spec, scale, overrides, runs, store, train, bar, skipped)
+        try:
+            train(todo)
+            if spec.adaptive:
+                runs = _seeds_until_decided(spec, scale, overrides, runs, store, train, bar, skipped)
+        finally:
+            if stream:
+                stream.close()
     _warn_failed(recorder.ended)
-    return study_results(spec, runs, store)
+    result = study_results(spec, runs, store)
+    if tensorboard:
+        _tensorboard_of_earlier_runs(result.runs, store, Path(tensorboard), set(recorder.ended))
+    return result
+
+
+def _tensorboard_of_earlier_runs(runs: pd.DataFrame, store: RunStore, logdir: Path, streamed: set[str]) -> None:
+    """Event files, from the store, of the study's finished runs that trained before this call."""
+    from trainlab.probes.tensorboard import write_tensorboard
+
+    for run_id in runs.loc[runs["status"].isin(FINISHED), "run_id"]:
+        if run_id not in streamed:
+            write_tensorboard(logdir / run_id, store.probes(run_id), store.probe_histograms(run_id),
+                              stored_history(store, run_id), store.curves(run_id))
 
 
 def _seeds_until_decided(spec: StudySpec, scale: str | None, overrides: list[str] | dict | None,

@@ -52,6 +52,7 @@ class TrainResult:
     probe_histograms: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
     embeddings: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)
     curves: pd.DataFrame = field(default_factory=lambda: step_frame([]), repr=False)
+    reused: bool = False  # returned from the run store, finished earlier, not trained now
 
     @property
     def final(self) -> dict[str, float]:

@@ -50,7 +50,8 @@ def fit(
         if record["status"] in FINISHED and not rerun:
             return TrainResult(run_id, record["status"], stored_history(store, run_id),
                                record["diverged_step"], probes=store.probes(run_id),
-                               probe_histograms=store.probe_histograms(run_id), curves=store.curves(run_id))
+                               probe_histograms=store.probe_histograms(run_id), curves=store.curves(run_id),
+                               reused=True)
         if rerun:
             store.reset_run(run_id)
         with Recorder(store) as recorder:

@@ -10,7 +10,7 @@ writer of the store. Training reports to a *sink* with the Recorder's ``epoch``,
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,14 +42,17 @@ class Recorder:
     """Writes runs into ``store`` as they train: started, each epoch's metrics, probe and curve rows,
     finished.
 
-    ``on_change(recorder)`` is called after a run starts or finishes. As a context manager, an
-    exception marks every run started and not finished ``failed`` with the reason (Ctrl-C and
-    SIGTERM: ``interrupted``, see :mod:`trainlab.interrupts`), then propagates.
+    ``on_change(recorder)`` is called after a run starts or finishes; ``observers`` (sinks, such as
+    :class:`~trainlab.probes.tensorboard.TensorBoardStream`) get every call once the store has it. As a
+    context manager, an exception marks every run started and not finished ``failed`` with the reason
+    (Ctrl-C and SIGTERM: ``interrupted``, see :mod:`trainlab.interrupts`), then propagates.
     """
 
-    def __init__(self, store: RunStore, on_change: Callable[[Recorder], None] | None = None):
+    def __init__(self, store: RunStore, on_change: Callable[[Recorder], None] | None = None,
+                 observers: Sequence[Sink] = ()):
         self.store = store
         self.on_change = on_change
+        self.observers = list(observers)
         self.running: dict[str, None] = {}  # run ids started and not finished, in start order
         self.ended: dict[str, str] = {}  # run id -> final status, for runs finished here
 
@@ -61,18 +64,26 @@ class Recorder:
 
     def epoch(self, run_id: str, row: dict[str, Any]) -> None:
         self.store.log_epoch(run_id, row)
+        for observer in self.observers:
+            observer.epoch(run_id, row)
 
     def probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
         self.store.log_probes(run_id, stats, histograms)
+        for observer in self.observers:
+            observer.probes(run_id, stats, histograms)
 
     def curves(self, run_id: str, rows: list[tuple]) -> None:
         self.store.log_curves(run_id, rows)
+        for observer in self.observers:
+            observer.curves(run_id, rows)
 
     def finish(self, run_id: str, status: str, error: str | None = None,
                diverged_step: int | None = None) -> None:
         self.store.finish_run(run_id, status, error=error, diverged_step=diverged_step)
         self.running.pop(run_id, None)
         self.ended[run_id] = status
+        for observer in self.observers:
+            observer.finish(run_id, status, error, diverged_step)
         self._changed()
 
     def fail(self, run_ids: list[str], reason: str, status: str = "failed") -> None:

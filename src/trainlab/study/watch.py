@@ -1,0 +1,82 @@
+"""A running study at a glance: per variant its runs, epochs, current and final metric, and time left.
+
+:func:`progress` reads only the run store, which every executor's driver writes as each epoch
+ends, so it shows a study trained by any executor, from any process (``trainlab status STUDY
+--watch`` in a second terminal).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainlab.store import RunStore
+from trainlab.study.run import findings_metric, plan_study, with_added_seeds
+
+ENDED = ("done", "diverged", "failed", "interrupted")  # nothing trains such a run until a new `trainlab run`
+
+
+def progress(study: str | Path | dict[str, Any], store: RunStore, scale: str | None = None,
+             overrides: list[str] | dict | None = None, metric: str | None = None) -> pd.DataFrame:
+    """One row per variant of the study as the store has it now.
+
+    Columns: ``variant``; ``runs`` planned, of them ``done``, ``running`` and ``ended`` (done, diverged,
+    failed or interrupted: nothing trains them now); ``epochs`` recorded of ``planned_epochs``;
+    ``now``, the mean over its runs with an epoch of each one's latest ``metric`` (default: the one the
+    study's findings rank by, ``test_acc`` unless it says otherwise); ``final``, the mean
+    over its done runs; ``left``, seconds until its runs end: the epochs still to train at its median
+    epoch time so far, divided among its runs training now (NaN before its first epoch).
+    """
+    spec, runs = plan_study(study, scale, overrides)
+    runs = with_added_seeds(spec, runs, scale, overrides, store)
+    metric = metric or findings_metric(spec)
+    status = store.status_of([r.run_id for r in runs])
+    rows = _run_rows(store, [r.run_id for r in runs], metric)
+    out = []
+    for label in dict.fromkeys(r.label for r in runs):
+        mine = [r for r in runs if r.label == label]
+        states = [status.get(r.run_id, "pending") for r in mine]
+        per_run = rows.reindex([r.run_id for r in mine])
+        planned, recorded = sum(r.config.train.epochs for r in mine), int(per_run["epochs"].fillna(0).sum())
+        ended = sum(s in ENDED for s in states)
+        training = states.count("running")
+        left = (planned - recorded) * per_run["epoch_time"].median() / max(1, training)
+        done = [r.run_id for r, s in zip(mine, states) if s == "done"]
+        out.append({"variant": label or "base", "runs": len(mine), "done": len(done), "running": training,
+                    "ended": ended, "epochs": recorded, "planned_epochs": planned, "now": per_run["latest"].mean(),
+                    "final": rows.reindex(done)["latest"].mean() if done else math.nan,
+                    "left": 0.0 if ended == len(mine) else left})
+    return pd.DataFrame(out)
+
+
+def _run_rows(store: RunStore, run_ids: list[str], metric: str) -> pd.DataFrame:
+    """Per run id in the store: epochs recorded, the latest value of ``metric`` and the median epoch time."""
+    marks = ",".join("?" * len(run_ids))
+    values = pd.read_sql_query(
+        f"SELECT run_id, epoch, name, value FROM metrics WHERE run_id IN ({marks}) AND name IN (?, 'epoch_time')",
+        store.conn, params=[*run_ids, metric])
+    frame = pd.DataFrame(index=pd.Index([], name="run_id"), columns=["epochs", "latest", "epoch_time"], dtype=float)
+    if values.empty:
+        return frame
+    wide = values.pivot_table(index=["run_id", "epoch"], columns="name", values="value").reset_index()
+    by_run = wide.sort_values("epoch").groupby("run_id")
+    frame = pd.DataFrame({"epochs": by_run["epoch"].max(),
+                          "latest": by_run[metric].last() if metric in wide else np.nan,
+                          "epoch_time": by_run["epoch_time"].median() if "epoch_time" in wide else np.nan})
+    return frame
+
+
+def snapshots(read: Callable[[], pd.DataFrame], every: float) -> Iterator[pd.DataFrame]:
+    """``read()`` every ``every`` seconds, until a snapshot shows every run ended (that one included)."""
+    while True:
+        frame = read()
+        yield frame
+        if len(frame) and (frame["ended"] == frame["runs"]).all():
+            return
+        time.sleep(every)
