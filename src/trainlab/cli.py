@@ -386,7 +386,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.watch is not None:
         return _watch(args)
-    if not (Path(args.store) / "trainlab.db").is_file():
+    if not (Path(args.store) / "trainlab.db").exists():  # status only reads: it makes no store
         raise UserError(f"no run store at {args.store} (it has no trainlab.db): run the study first, or give the "
                         "store it was run into with --store DIR")
     result = load_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store)

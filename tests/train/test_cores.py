@@ -82,7 +82,9 @@ def test_each_epoch_records_how_busy_the_machine_was_and_how_many_runs_trained_t
     from trainlab.train import train_run
     from trainlab.train.ensemble import train_ensemble
 
-    config = {"data": {"name": "digits"}, "model": {"hidden": [64]}, "train": {"epochs": 2, "threads": 1}}
+    # epochs of about a quarter second: /proc/stat counts in ticks of 10 ms
+    config = {"data": {"name": "digits"}, "model": {"hidden": [256, 256]},
+              "train": {"epochs": 2, "batch_size": 8, "threads": 1}}
     quiet = train_run(load_config(config)).history
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
