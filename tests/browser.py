@@ -66,3 +66,18 @@ return [page.scrollWidth - page.clientWidth, wide, overlaps, blocks.length];
 """
 
 
+
+
+# Per gallery of pictures (a variant each), how many columns the browser laid its pictures out in.
+GALLERY_COLUMNS = """
+return Array.from(document.querySelectorAll(".cells")).map(
+    g => new Set(Array.from(g.querySelectorAll("img")).map(i => Math.round(i.getBoundingClientRect().left))).size);
+"""
+
+# Click the first picture of the first gallery: its width before and after, and the gallery's width.
+ENLARGE = """
+const cells = document.querySelector(".cells"), image = cells.querySelector("img");
+const before = image.getBoundingClientRect().width;
+image.click();
+return [before, image.getBoundingClientRect().width, cells.getBoundingClientRect().width];
+"""

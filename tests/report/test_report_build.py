@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from scipy import stats
 
-from tests.browser import CHROMIUM, DRIVER, LAYOUT, gallery_shot, in_chromium
+from tests.browser import CHROMIUM, DRIVER, ENLARGE, GALLERY_COLUMNS, LAYOUT, gallery_shot, in_chromium
 from trainlab.cli import main
 from trainlab.report import build_report
 from trainlab.report.figures import overlapping_texts
@@ -50,7 +50,7 @@ def test_every_section_is_present_and_every_image_decodes(report):
     for title in SECTION_TITLES:
         assert f"<h2>{title}</h2>" in html, title
     images = _images(html)
-    assert len(images) == 11  # 1 final metrics + 1 curves + 1 distributions + 2 depth + 2 over time + 1 runtime + 1 norms + 2 analyses
+    assert len(images) == 10  # 1 final metrics + 1 curves + 1 distributions + 2 depth + 1 over time + 1 runtime + 1 norms + 2 analyses
     for png in images:
         with Image.open(io.BytesIO(png)) as image:
             image.load()
@@ -212,7 +212,7 @@ TWO_FACTORS = {
              "train": {"epochs": 2, "batch_size": 64}},
     "vary": {"model.activation": ["sigmoid", "leaky_relu"], "train.optimizer": ["sgd", "adam"]},
     "seeds": 2,
-    "report": [*DEFAULT_SECTIONS, {"analyses": {"what": ["guided_backprop", "confusion"]}}],
+    "report": [*DEFAULT_SECTIONS, {"analyses": {"what": ["guided_backprop", "confusion"], "runs": "all"}}],
 }
 
 
@@ -245,6 +245,22 @@ def test_the_report_fits_the_browser_window_and_no_text_overlaps(two_factors, wi
                                                                  screenshot=gallery_shot("report-2x2", width))
     assert blocks > 50 and errors == []
     assert overflow <= 0 and wide == 0 and overlaps == []
+    columns, _, _ = in_chromium(files.html, GALLERY_COLUMNS, width)
+    assert columns == [2 if width == 1280 else 1] * 2  # guided backprop, confusion: a variant each, side by side
+    (before, after, row), _, _ = in_chromium(files.html, ENLARGE, width)
+    assert after == pytest.approx(row, abs=2) and (before < row / 2 if width == 1280 else before == after)
+
+
+def test_each_analysis_of_every_variant_is_one_gallery(two_factors):
+    files, _ = two_factors
+    html = files.html.read_text()
+    analyses = html[html.index('<section id="analyses"'):]
+    galleries = re.findall(r'<div class="cells">(.*?)</div>', analyses)
+    labels = [f"activation={a}, optimizer={o}" for a in ("sigmoid", "leaky_relu") for o in ("sgd", "adam")]
+    assert len(galleries) == 2 and all(len(_images(g)) == 4 for g in galleries)
+    for gallery in galleries:  # the variants in the study's order, each captioned with its label
+        captions = re.findall(r"<figcaption>([^<]*)</figcaption>", gallery)
+        assert captions == labels
 
 
 @pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not installed")
@@ -253,7 +269,7 @@ def test_html_loads_in_headless_chromium_without_errors_or_broken_images(report)
     images, errors, title = in_chromium(
         files.html, "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
     assert title == "Study report: depth-activation"
-    assert len(images) == len(_images(files.html.read_text())) == 11
+    assert len(images) == len(_images(files.html.read_text())) == 10
     assert all(complete and width > 0 and height > 0 for complete, width, height in images)
     assert errors == []
 

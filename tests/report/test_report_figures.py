@@ -6,13 +6,14 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, to_rgba
 from matplotlib.container import BarContainer
+from matplotlib.figure import Figure
 from PIL import Image
 from scipy import stats
 
 from trainlab.errors import UserError
 from trainlab.report.figures import (
     final_metrics, gradient_distributions, histograms_over_time, layer_means, learning_curves, palette, rebin,
-    overlapping_texts, runtime, stat_over_time,
+    FIGURE_EDGE, overlapping_texts, runtime, stat_over_time,
 )
 
 LABELS = ["relu", "tanh"]
@@ -264,13 +265,49 @@ def test_histograms_over_time_draws_each_step_over_its_own_edges_in_log_colour()
     coords = mesh.get_coordinates()  # (bins + 1, 2 * steps, 2): each step a (left, right) pair of columns
     for i, (counts, edges) in enumerate(zip(rows.counts, rows.edges)):
         np.testing.assert_allclose(coords[:, 2 * i, 1], edges)  # each step over its own edges
-        column = mesh.get_array()[:, 2 * i]
-        np.testing.assert_allclose(column.filled(0) * np.diff(edges) * counts.sum(), counts, rtol=1e-5)
+        column = mesh.get_array()[:, 2 * i]  # the fraction of the step's values in each bin
+        np.testing.assert_allclose(column.filled(0) * counts.sum(), counts, rtol=1e-5)
         assert column.mask.sum() == (counts == 0).sum()  # empty bins are blank
     assert mesh.get_array()[:, 1::2].mask.all()  # the zero-width gaps between steps
     np.testing.assert_allclose(coords[0, [0, -1], 0], [-5, 25])
     with pytest.raises(UserError, match="block.fc"):
         histograms_over_time(hist, "block.fcc")
+
+
+def test_overlapping_texts_finds_texts_on_each_other_and_texts_cut_by_the_figure_edge():
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.set(title="a title", xlabel="x", ylabel="y")
+    assert overlapping_texts(fig) == []
+    ax.text(0.5, 0.5, "here")
+    ax.text(0.5, 0.5, "there")
+    assert overlapping_texts(fig) == [("here", "there")]
+    fig.suptitle("a heading far too long for a figure four inches wide, whatever its layout does")
+    assert (fig.get_suptitle(), FIGURE_EDGE) in overlapping_texts(fig)
+
+
+def test_histograms_over_time_put_variants_side_by_side_on_one_step_axis_and_colour_scale():
+    rng = np.random.default_rng(0)
+    labels = ["activation=sigmoid, optimizer=sgd", "relu", "tanh"]
+    hists = {label: _histograms(rng, scale=10.0**-i) for i, label in enumerate(labels)}
+    hists["tanh"]["counts"] = [c * 100 for c in hists["tanh"]["counts"]]  # more values: the same fractions
+    fig = histograms_over_time(hists, "block.fc")
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert [ax.get_title().replace("\n", "") for ax in panels] == labels and len(fig.axes) == 4  # one colour bar
+    assert len({ax.collections[0].norm for ax in panels}) == 1  # one colour scale for every panel
+    fig.canvas = FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    boxes = [ax.get_position() for ax in panels]
+    assert boxes[0].y0 == pytest.approx(boxes[1].y0) and boxes[2].y1 < boxes[0].y0  # two a row
+    assert boxes[2].x0 == pytest.approx(boxes[0].x0)
+    assert len({ax.get_xlim() for ax in panels}) == 1  # the steps line up
+    assert panels[1].get_xlabel() == panels[2].get_xlabel() == "training step"  # the lowest of each column
+    first = hists["tanh"].loc[hists["tanh"].layer == "block.fc", "counts"].iloc[0]  # its first step
+    np.testing.assert_allclose(panels[2].collections[0].get_array()[:, 0].filled(0), first / first.sum(), rtol=1e-5)
+    assert overlapping_texts(fig) == []
+    with pytest.raises(UserError, match="block.fc"):
+        histograms_over_time({"relu": hists["relu"], "tanh": hists["tanh"][hists["tanh"].layer != "block.fc"]},
+                             "block.fc")
 
 
 @pytest.mark.parametrize("growth", [1, 1e4])
@@ -309,7 +346,7 @@ def _all_figures():
         "gradient_distributions": lambda: gradient_distributions(hists, colours),
         "layer_means": lambda: layer_means(probes, colours),
         "stat_over_time": lambda: stat_over_time(probes, colours, "block.fc"),
-        "histograms_over_time": lambda: histograms_over_time(hists["relu"][0], "features.conv"),
+        "histograms_over_time": lambda: histograms_over_time({k: v[0] for k, v in hists.items()}, "features.conv"),
         "runtime": lambda: runtime(_runs().rename(columns={"wall_time": "epoch_time"}), colours),
     }
 
@@ -321,9 +358,9 @@ def test_every_figure_is_labelled_and_saves_to_a_readable_png(name):
     assert axes and fig.get_layout_engine() is not None
     for ax in axes:
         assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
-    if name == "gradient_distributions":  # a panel per variant (scales 1000x apart), each titled with it
+    if name in ("gradient_distributions", "histograms_over_time"):  # a panel per variant, each titled with it
         assert [ax.get_title().split(":")[0] for ax in axes] == LABELS and not fig.legends
-    elif name != "histograms_over_time":  # one run: no variants to tell apart
+    else:
         assert fig.legends, "several variants need a legend"
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")

@@ -30,7 +30,7 @@ from trainlab.errors import UserError, unknown
 from trainlab.faults import fault_point
 from trainlab.probes.stats import TENSOR_STATS
 from trainlab.report import figures as figs
-from trainlab.report.document import Document, Picture, Section, Table, Text, render_html, render_markdown, slug
+from trainlab.report.document import Document, Gallery, Picture, Section, Table, Text, render_html, render_markdown, slug
 from trainlab.report.findings import find
 from trainlab.stats import DEFAULT_METRICS, MIN_CI_SEEDS, higher_is_better, summarize
 from trainlab.store import DEFAULT_STORE, FINISHED, FileLock, RunStore
@@ -360,12 +360,9 @@ def _histograms_over_time(data: StudyData, options: dict) -> list:
         return [Text("No probe histograms were recorded (probes.histograms is off).")]
     layer = options.get("layer") or _first_layer(hists)
     quantity = options.get("quantity", "grad")
-    blocks = []
-    for label, frames in hists.items():
-        fig = figs.histograms_over_time(frames[0], layer, quantity, title=f"{label}: {layer} {quantity} over time")
-        blocks.append(_picture(f"histograms_{label}", fig, f"{label}, first seed: distribution of {layer}'s "
-                                                          f"{quantity} at each probed step."))
-    return blocks
+    fig = figs.histograms_over_time({label: frames[0] for label, frames in hists.items()}, layer, quantity)
+    return [_picture("histograms_over_time", fig, f"Each variant's first seed: the distribution of {layer}'s "
+                                                  f"{quantity} at each probed step, one panel per variant.")]
 
 
 BUSY = 0.25  # a machine whose other processes took this share of its CPU during a run was busy
@@ -450,16 +447,24 @@ def _analyses(data: StudyData, options: dict) -> list:
         return [Text("No finished run to analyse.")]
     what = options.get("what")
     settings = AnalysisOptions.of(options)
-    blocks: list = []
+    runs = ", ".join(f"{run_id} ({label})" for label, run_id in chosen)
+    blocks: list = [Text(f"Analysed: the first seed of {'each variant' if len(chosen) > 1 else 'the best variant'}, "
+                         f"run {runs}.")]
+    figures: dict[str, list[tuple[str, bytes, str]]] = {}  # figure name -> per variant: label, PNG, caption
     for label, run_id in chosen:
         written = analyze(run_id, what, store=data.store, options=settings, skip_inapplicable=True)
-        blocks.append(Text(f"Run {run_id} ({label}, first seed)."))
         skipped = sorted({a.name for a in requested_analyses(what)} - set(written["analysis"]))
         if skipped:
-            blocks.append(Text(f"Not applicable to this run: {', '.join(skipped)}."))
+            blocks.append(Text(f"Not applicable to {label}: {', '.join(skipped)}."))
         for _, row in written[written["kind"] == "figure"].iterrows():
             caption = ANALYSES[row["analysis"]].caption(row["name"], settings)
-            blocks.append(Picture(f"{row['name']}_{label}", Path(row["path"]).read_bytes(), f"{label}: {caption}"))
+            figures.setdefault(row["name"], []).append((label, Path(row["path"]).read_bytes(), caption))
+    for name, drawn in figures.items():  # the same analysis of every variant side by side
+        if len(drawn) == 1:
+            label, png, caption = drawn[0]
+            blocks.append(Picture(f"{name}_{label}", png, f"{label}: {caption}"))
+        else:
+            blocks.append(Gallery([Picture(f"{name}_{label}", png, label) for label, png, _ in drawn], drawn[0][2]))
     return blocks
 
 

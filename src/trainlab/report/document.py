@@ -45,6 +45,15 @@ class Picture:
 
 
 @dataclass
+class Gallery:
+    """Pictures of one kind (a variant's each) side by side, in as many columns as the page has room
+    for, each captioned with what tells it apart; ``caption`` says what they all show."""
+
+    pictures: list[Picture]
+    caption: str = ""
+
+
+@dataclass
 class Table:
     """A table; cells in ``bold`` (pairs of row position and column name) are shown in bold; the first
     column and those in ``text`` are aligned left, the others (numbers) right."""
@@ -62,7 +71,7 @@ class Table:
 class Section:
     id: str
     title: str
-    blocks: list[Text | Picture | Table] = field(default_factory=list)
+    blocks: list[Text | Picture | Gallery | Table] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +105,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:.92em} th,td{border:1px so
 text-align:right} th{background:#f4f4f4} td:first-child,th:first-child,.left{text-align:left}
 caption{caption-side:bottom;color:#555;font-size:.9em;padding-top:.3em;text-align:left}
 .wide{overflow-x:auto}
+.cells{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,500px),1fr));gap:0 1em}
+.cells figure{margin:.5em 0} .cells figure:target{grid-column:1/-1}
 """
 
 
@@ -123,16 +134,27 @@ def _html_table(block: Table) -> str:
     return f'<div class="wide">{table}</div>'  # scrolls sideways on a narrow window, not the page
 
 
-def _html_picture(block: Picture) -> str:
+def _html_picture(block: Picture, enlarge: bool = False) -> str:
+    """A figure; with ``enlarge``, the image links to its own anchor, which the style widens to the whole
+    row of its gallery."""
     data = base64.b64encode(block.png).decode("ascii")
     caption = html.escape(block.caption or block.id)
-    return (f'<figure id="fig-{slug(block.id)}"><img src="data:image/png;base64,{data}" alt="{caption}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+    anchor = f"fig-{slug(block.id)}"
+    image = f'<img src="data:image/png;base64,{data}" alt="{caption}">'
+    if enlarge:
+        image = f'<a href="#{anchor}" title="show at full width">{image}</a>'
+    return f'<figure id="{anchor}">{image}<figcaption>{caption}</figcaption></figure>'
+
+
+def _html_gallery(block: Gallery) -> str:
+    cells = "".join(_html_picture(picture, enlarge=True) for picture in block.pictures)
+    caption = html.escape(f"{block.caption} (click a picture to see it at full width)".lstrip(" "))
+    return f'<figure><div class="cells">{cells}</div><figcaption>{caption}</figcaption></figure>'
 
 
 def render_html(doc: Document) -> str:
     """One self-contained HTML page: contents, then every section."""
-    render = {Text: _html_text, Table: _html_table, Picture: _html_picture}
+    render = {Text: _html_text, Table: _html_table, Picture: _html_picture, Gallery: _html_gallery}
     toc = "".join(f'<li><a href="#{s.id}">{html.escape(s.title)}</a></li>' for s in doc.sections)
     body = "".join(
         f'<section id="{s.id}"><h2>{html.escape(s.title)}</h2>'
@@ -164,6 +186,14 @@ def _md_table(block: Table) -> str:
     return "\n".join(lines)
 
 
+def _md_picture(block: Picture, figures_dir: Path, link_prefix: str) -> str:
+    """The picture written to ``figures_dir``, linked with its anchor, and its caption."""
+    name = f"{slug(block.id)}.png"
+    (figures_dir / name).write_bytes(block.png)
+    text = f'<a id="{slug(block.id)}"></a>\n\n![{block.caption or block.id}]({link_prefix}/{name})'
+    return text + (f"\n\n*{block.caption}*" if block.caption else "")
+
+
 def render_markdown(doc: Document, figures_dir: Path, link_prefix: str) -> str:
     """Markdown text; every picture is written to ``figures_dir`` and linked as ``link_prefix/<id>.png``."""
     figures_dir.mkdir(parents=True, exist_ok=True)
@@ -180,11 +210,10 @@ def render_markdown(doc: Document, figures_dir: Path, link_prefix: str) -> str:
                 parts.append(text)
             elif isinstance(block, Table):
                 parts.append(_md_table(block))
+            elif isinstance(block, Gallery):
+                pictures = [_md_picture(picture, figures_dir, link_prefix) for picture in block.pictures]
+                parts.append("\n\n".join(pictures + ([f"*{block.caption}*"] if block.caption else [])))
             else:
-                name = f"{slug(block.id)}.png"
-                (figures_dir / name).write_bytes(block.png)
-                parts.append(f'<a id="{slug(block.id)}"></a>\n\n![{block.caption or block.id}]({link_prefix}/{name})')
-                if block.caption:
-                    parts.append(f"*{block.caption}*")
+                parts.append(_md_picture(block, figures_dir, link_prefix))
             parts.append("")
     return "\n".join(parts)

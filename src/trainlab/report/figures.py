@@ -385,41 +385,66 @@ def derivative_histograms(hist_by_label: Mapping[str, Runs], colours: Mapping[st
 SYMLOG_SPREAD = 10  # steps' value ranges this many times apart get a symmetric-log value axis
 
 
-def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
+def histograms_over_time(hists: Mapping[str, pd.DataFrame] | pd.DataFrame, layer: str, quantity: str = "grad",
                          title: str | None = None) -> Figure:
-    """One run's histograms of ``layer``'s weight ``quantity`` as a heatmap: x step, y value, log colour.
+    """Histograms of ``layer``'s weight ``quantity`` at every probed step as heatmaps (x step, y value, log
+    colour): one panel per run of ``hists`` (label -> one run's histograms; or a single run's frame), two
+    panels a row on a shared step axis, so that variants line up step by step.
 
     Each probed step is a column drawn over its own edges (they follow that step's min..max), centred on
-    the step and reaching halfway to its neighbours. The colour is the probability density (fraction of
-    values per unit value), comparable across steps whose bins differ in width; empty bins are left blank.
-    When the steps' ranges differ by more than :data:`SYMLOG_SPREAD` (a sigmoid net's gradients grow a
-    thousandfold), the value axis is symmetric-log, linear within a tenth of the narrowest range, so
-    that every step's histogram has height.
+    the step and reaching halfway to its neighbours. The colour is the fraction of the step's values in a
+    bin, so the shape of every step's distribution shows whatever its scale, on one colour scale for all
+    panels; empty bins are left blank. When a panel's steps' ranges differ by more than
+    :data:`SYMLOG_SPREAD` (a sigmoid net's gradients grow a thousandfold), its value axis is
+    symmetric-log, linear within a tenth of the narrowest range, so that every step's histogram has height.
     """
+    single = isinstance(hists, pd.DataFrame)
     tensor = _tensor(quantity)
-    rows = hist[(hist["layer"] == layer) & (hist["tensor"] == tensor) & (hist["quantity"] == quantity)]
-    if rows.empty:
-        raise _no_layer(layer, quantity, [hist])
-    rows = rows.sort_values("step")
-    counts = np.stack(rows["counts"].to_numpy()).T.astype(np.float64)  # (bins, steps)
-    edges = np.stack(rows["edges"].to_numpy()).T.astype(np.float64)  # (bins + 1, steps)
-    widths = np.diff(edges, axis=0)
-    density = np.divide(counts, counts.sum(axis=0) * widths, out=np.zeros_like(counts), where=widths > 0)
-    bounds = _step_bounds(rows["step"].to_numpy(np.float64))
-    # each step is a pair of mesh columns (left, right); the zero-width quads between pairs stay masked
-    x = np.broadcast_to(np.stack([bounds[:-1], bounds[1:]], axis=1).ravel(), (len(edges), 2 * len(rows)))
-    y = np.repeat(edges, 2, axis=1)
-    c = np.ma.masked_all((len(counts), 2 * len(rows) - 1))
-    c[:, ::2] = np.ma.masked_less_equal(density, 0)
-    fig = Figure(figsize=(WIDTH, ROW_HEIGHT + 0.5), layout="constrained")
-    ax = fig.subplots()
-    positive = density[density > 0]
+    panels = {}  # label -> (fractions, edges, steps)
+    for label, hist in ({"": hists} if single else hists).items():
+        rows = hist[(hist["layer"] == layer) & (hist["tensor"] == tensor) & (hist["quantity"] == quantity)]
+        if rows.empty:
+            raise _no_layer(layer, quantity, [hist])
+        rows = rows.sort_values("step")
+        counts = np.stack(rows["counts"].to_numpy()).T.astype(np.float64)  # (bins, steps)
+        panels[label] = (counts / np.maximum(counts.sum(axis=0), 1), np.stack(rows["edges"].to_numpy()).T.astype(
+            np.float64), rows["step"].to_numpy(np.float64))
+    positive = np.concatenate([f[f > 0] for f, _, _ in panels.values()])
     norm = LogNorm(positive.min(), max(positive.max(), positive.min() * 10)) if positive.size else None
-    mesh = ax.pcolormesh(x, y, c, shading="flat", norm=norm, cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label="density (fraction per unit value, log scale)")
+    columns = min(len(panels), 2)
+    fig = Figure(figsize=(WIDTH, ROW_HEIGHT + 0.5 if len(panels) == 1 else 0.6 + 2.8 * math.ceil(len(panels) / 2)),
+                 layout="constrained")
+    axes = fig.subplots(math.ceil(len(panels) / columns), columns, sharex=True, squeeze=False).ravel()
     name = QUANTITY_NAMES.get(quantity, quantity)
-    title = _literal(title) if title else f"{name.capitalize()} histograms of {layer}.{tensor} over training"
-    ax.set(title=title, xlabel="training step", ylabel=f"{name} value")
+    for i, (ax, (label, (fractions, edges, steps))) in enumerate(zip(axes, panels.items())):
+        mesh = _step_heatmap(ax, fractions, edges, steps, norm)
+        ax.set_ylabel(f"{name} value" + (" (symlog)" if ax.get_yscale() == "symlog" else ""))
+        if not single:
+            ax.set_title(_wrap(_name(label), WIDTH / columns - 1.2))
+        if i + columns >= len(panels):  # the lowest panel of its column
+            ax.set_xlabel("training step")
+            ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[len(panels):]:
+        fig.delaxes(ax)
+    fig.colorbar(mesh, ax=list(axes[:len(panels)]), label="fraction of the step's values in a bin (log scale)")
+    heading = _literal(title) if title else f"{name.capitalize()} histograms of {layer}.{tensor} over training"
+    if single:
+        axes[0].set_title(heading)
+    else:
+        fig.suptitle(heading)
+    return fig
+
+
+def _step_heatmap(ax: Axes, fractions: np.ndarray, edges: np.ndarray, steps: np.ndarray, norm: LogNorm | None):
+    """Draw ``fractions`` (bins, steps) over each step's own ``edges`` (bins + 1, steps) on ``ax``, each step
+    a column halfway to its neighbours; symmetric-log value axis when the steps' ranges differ by decades."""
+    bounds = _step_bounds(steps)
+    # each step is a pair of mesh columns (left, right); the zero-width quads between pairs stay masked
+    x = np.broadcast_to(np.stack([bounds[:-1], bounds[1:]], axis=1).ravel(), (len(edges), 2 * len(steps)))
+    y = np.repeat(edges, 2, axis=1)
+    c = np.ma.masked_all((len(fractions), 2 * len(steps) - 1))
+    c[:, ::2] = np.ma.masked_less_equal(fractions, 0)
+    mesh = ax.pcolormesh(x, y, c, shading="flat", norm=norm, cmap="viridis")
     reach = np.abs(edges).max(axis=0)  # per step: the largest |value|
     reach = reach[reach > 0]
     if reach.size and reach.max() > SYMLOG_SPREAD * reach.min():
@@ -428,10 +453,9 @@ def histograms_over_time(hist: pd.DataFrame, layer: str, quantity: str = "grad",
         limits = ax.get_ylim()
         ax.set_yticks([t for t in ax.get_yticks() if t == 0 or abs(t) >= 10 * linthresh])  # none crowding 0
         ax.set_ylim(limits)
-        ax.set_ylabel(f"{name} value (symmetric log scale)")
     else:
         ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
-    return fig
+    return mesh
 
 
 def runtime(runs: pd.DataFrame, colours: Mapping[str, str], flops: Mapping[str, float] | None = None) -> Figure:
@@ -458,12 +482,17 @@ def runtime(runs: pd.DataFrame, colours: Mapping[str, str], flops: Mapping[str, 
     return fig
 
 
+FIGURE_EDGE = "(the figure's edge)"
+
+
 def overlapping_texts(fig: Figure) -> list[tuple[str, str]]:
     """The pairs of texts of ``fig`` (titles, labels, drawn tick labels, legend entries, annotations)
-    whose boxes, drawn, overlap or come closer than 2 pixels side by side or one above the other: a
-    layout check. An x and a y tick label of one axes may meet at its corner."""
+    whose boxes, drawn, overlap or come closer than 2 pixels side by side or one above the other, and
+    each text cut by the figure's edge paired with :data:`FIGURE_EDGE`: a layout check. An x and a y
+    tick label of one axes may meet at its corner."""
     boxes = _drawn_texts(fig)
-    pairs = []
+    edge = fig.bbox.expanded(1 + 2 / fig.bbox.width, 1 + 2 / fig.bbox.height)  # a pixel of slack each side
+    pairs = [(text, FIGURE_EDGE) for text, box, _ in boxes if Bbox.union([box, edge]).bounds != edge.bounds]
     for i, (text, box, tick) in enumerate(boxes):
         for other, other_box, other_tick in boxes[i + 1:]:
             if tick and other_tick and tick[0] == other_tick[0] and tick[1] != other_tick[1]:
