@@ -229,19 +229,25 @@ def test_runs_lists_each_runs_study_and_variant_and_train_says_it_reused_a_store
     assert code == 0 and "trained before" not in out
 
 
-@pytest.mark.parametrize("optimizer, setting, warned", [
-    ("adam", "train.momentum=0.9", "train.momentum=0.9 is ignored by optimizer adam (it applies to sgd, rmsprop)"),
-    ("sgd", "train.betas=[0.8,0.9]", "train.betas=[0.8, 0.9] is ignored by optimizer sgd (it applies to adam, adamw)"),
-    ("rmsprop", "train.momentum=0.9", None),
+@pytest.mark.parametrize("optimizer, setting, taker, warned", [
+    ("adam", "train.momentum=0.9", "sgd",
+     "train.momentum=0.9 is ignored by optimizer adam (it applies to sgd, rmsprop)"),
+    ("sgd", "train.betas=[0.8,0.9]", "adamw",
+     "train.betas=[0.8, 0.9] is ignored by optimizer sgd (it applies to adam, adamw)"),
+    ("rmsprop", "train.momentum=0.9", "sgd", None),
 ])
-def test_a_constant_the_optimizer_ignores_is_a_warning(optimizer, setting, warned):
+def test_a_constant_the_optimizer_ignores_is_said_once_where_runs_are_planned(optimizer, setting, taker, warned):
     import warnings
 
     from trainlab.config import load_config
+    from trainlab.study.run import plan_study
 
+    study = {"name": "optimisers", "base": {"data": {"name": "digits"}, "train": {"epochs": 1}},
+             "vary": {"train.optimizer": [optimizer, taker]}, "seeds": 3}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        load_config({"train": {"optimizer": optimizer}}, [setting])
+        plan_study(study, overrides=[setting])  # three runs of the variant: one warning
+        load_config({"train": {"optimizer": optimizer}}, [setting])  # as a worker reads its runs: none
     assert [str(w.message) for w in caught] == ([warned] if warned else [])
 
 

@@ -410,12 +410,12 @@ def _watch(args: argparse.Namespace) -> int:
     (appended elsewhere, or as JSON lines with ``--json``), until every run has ended."""
     import time
 
-    from trainlab.study.watch import progress, snapshots
+    from trainlab.study.watch import watch
 
     if not args.watch > 0:
         raise UserError(f"--watch takes a number of seconds above 0, got {args.watch:g}")
     store, overrides, terminal = RunStore(args.store), _overrides_with_data_root(args), sys.stdout.isatty()
-    for frame in snapshots(lambda: progress(args.study, store, args.scale, overrides), args.watch):
+    for frame in watch(args.study, store, args.watch, args.scale, overrides):
         if args.json:
             print(json.dumps(frame.to_dict(orient="records"), default=float), flush=True)
             continue

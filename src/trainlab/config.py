@@ -14,6 +14,7 @@ import json
 import re
 import warnings
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -309,7 +310,6 @@ class ModelConfig(Section):
 OPTIMIZER_TAKES = {"sgd": {"momentum"}, "adam": {"betas", "eps"}, "adamw": {"betas", "eps"},
                    "rmsprop": {"momentum", "alpha", "eps"}}  # the constants each optimiser takes (make_optimizer)
 OPTIMIZER_DEFAULTS = {"momentum": 0.0, "betas": (0.9, 0.999), "eps": 1e-8, "alpha": 0.99}
-IGNORED_CONSTANT = r"train\.\w+=.* is ignored by optimizer"  # the warning's text, which workers need not repeat
 
 
 class TrainConfig(Section):
@@ -372,20 +372,6 @@ class TrainConfig(Section):
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer sgd and momentum > 0")
         return self
-
-    @model_validator(mode="after")
-    def _warn_of_ignored_constants(self) -> TrainConfig:
-        """A constant set away from its default that the chosen optimiser does not take is said, once:
-        not an error, since a study may vary the optimiser over a base written for one of them."""
-        for name, default in OPTIMIZER_DEFAULTS.items():
-            value = getattr(self, name)
-            if name not in OPTIMIZER_TAKES[self.optimizer] and value != default:
-                takers = ", ".join(o for o, names in OPTIMIZER_TAKES.items() if name in names)
-                shown = list(value) if isinstance(value, tuple) else value
-                warnings.warn(f"train.{name}={shown} is ignored by optimizer {self.optimizer} (it applies to "
-                              f"{takers})", UserWarning, stacklevel=2)
-        return self
-
 
 class ProbesConfig(Section):
     """Gradient, weight, update and activation statistics recorded while the run trains.
@@ -644,3 +630,20 @@ def load_config(
     if overrides:
         raw = apply_overrides(raw, overrides)
     return validate(raw)
+
+
+def warn_of_ignored_constants(configs: Iterable[RunConfig]) -> None:
+    """Warn, once per setting, of each constant a configuration sets away from its default that its
+    optimiser does not take (momentum with Adam): not an error, since a study may vary the optimiser over
+    a base written for one of them. Called where runs are planned, not where workers train them."""
+    said = set()
+    for cfg in configs:
+        train = cfg.train
+        for name, default in OPTIMIZER_DEFAULTS.items():
+            value = getattr(train, name)
+            if name not in OPTIMIZER_TAKES[train.optimizer] and value != default:
+                takers = ", ".join(o for o, names in OPTIMIZER_TAKES.items() if name in names)
+                shown = list(value) if isinstance(value, tuple) else value
+                said.add(f"train.{name}={shown} is ignored by optimizer {train.optimizer} (it applies to {takers})")
+    for message in sorted(said):
+        warnings.warn(message, UserWarning, stacklevel=3)

@@ -103,6 +103,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
 
 STATUSES = ("pending", "running", "done", "failed", "diverged", "interrupted")  # interrupted: Ctrl-C, SIGTERM
 FINISHED = ("done", "diverged")  # runs that need no more training
+STOPPED = (*FINISHED, "failed", "interrupted")  # runs that nothing trains until a new `trainlab run`
 
 
 def library_versions() -> dict[str, str]:

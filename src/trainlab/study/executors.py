@@ -239,22 +239,12 @@ def _worker(connection: Connection, lifeline: Connection, threads: int) -> None:
     from trainlab.train.record import Relay
 
     ignore_interrupts()
-    _quiet_about_the_plan()
     tqdm.set_lock(threading.RLock())  # not tqdm's default process lock: a killed worker would leak its semaphore
     threading.Thread(target=_exit_with_driver, args=(lifeline,), daemon=True).start()
     relay = Relay(connection.send)
     while (job := connection.recv()) is not None:
         execute(job, relay, threads=threads)
         connection.send(None)  # the job is done
-
-
-def _quiet_about_the_plan() -> None:
-    """In a worker: no second time the warnings its driver gave when it read the study's configurations."""
-    import warnings
-
-    from trainlab.config import IGNORED_CONSTANT
-
-    warnings.filterwarnings("ignore", message=IGNORED_CONSTANT)
 
 
 def _exit_with_driver(lifeline: Connection) -> None:
@@ -331,5 +321,4 @@ def _execute_on_ray(job: list[Task], messages: Any, threads: int) -> None:
     """A Ray task: :func:`execute`, its messages put on the driver's queue."""
     from trainlab.train.record import Relay
 
-    _quiet_about_the_plan()
     execute(job, Relay(messages.put), threads=threads)

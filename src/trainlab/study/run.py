@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from trainlab.config import warn_of_ignored_constants
 from trainlab.data import ImageData, load_data
 from trainlab.models import check_external_model
 from trainlab.probes.tensorboard import TensorBoardStream
@@ -57,6 +58,7 @@ def plan_study(
     section_options(spec.name, spec.report)
     runs = expand(spec, scale, overrides)
     resolve_claims(spec, runs)
+    warn_of_ignored_constants(r.config for r in runs)
     return spec, runs
 
 

@@ -1,25 +1,24 @@
 """A running study at a glance: per variant its runs, epochs, current and final metric, and time left.
 
 :func:`progress` reads only the run store, which every executor's driver writes as each epoch
-ends, so it shows a study trained by any executor, from any process (``trainlab status STUDY
---watch`` in a second terminal).
+ends, so it shows a study trained by any executor, from any process; :func:`watch` repeats it until
+every run has ended (``trainlab status STUDY --watch`` in a second terminal).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from trainlab.store import RunStore
+from trainlab.store import STOPPED, RunStore
 from trainlab.study.run import findings_metric, plan_study, with_added_seeds
-
-ENDED = ("done", "diverged", "failed", "interrupted")  # nothing trains such a run until a new `trainlab run`
+from trainlab.study.spec import PlannedRun, StudySpec
 
 
 def progress(study: str | Path | dict[str, Any], store: RunStore, scale: str | None = None,
@@ -34,7 +33,23 @@ def progress(study: str | Path | dict[str, Any], store: RunStore, scale: str | N
     epoch time so far, divided among its runs training now (NaN before its first epoch).
     """
     spec, runs = plan_study(study, scale, overrides)
-    runs = with_added_seeds(spec, runs, scale, overrides, store)
+    return _progress(spec, with_added_seeds(spec, runs, scale, overrides, store), store, metric)
+
+
+def watch(study: str | Path | dict[str, Any], store: RunStore, every: float, scale: str | None = None,
+          overrides: list[str] | dict | None = None, metric: str | None = None) -> Iterator[pd.DataFrame]:
+    """:func:`progress` every ``every`` seconds, until a frame shows every run ended (that one included).
+    The study is planned once; only the seeds an adaptive study adds are looked up each time."""
+    spec, planned = plan_study(study, scale, overrides)
+    while True:
+        frame = _progress(spec, with_added_seeds(spec, planned, scale, overrides, store), store, metric)
+        yield frame
+        if len(frame) and (frame["ended"] == frame["runs"]).all():
+            return
+        time.sleep(every)
+
+
+def _progress(spec: StudySpec, runs: list[PlannedRun], store: RunStore, metric: str | None) -> pd.DataFrame:
     metric = metric or findings_metric(spec)
     status = store.status_of([r.run_id for r in runs])
     rows = _run_rows(store, [r.run_id for r in runs], metric)
@@ -44,7 +59,7 @@ def progress(study: str | Path | dict[str, Any], store: RunStore, scale: str | N
         states = [status.get(r.run_id, "pending") for r in mine]
         per_run = rows.reindex([r.run_id for r in mine])
         planned, recorded = sum(r.config.train.epochs for r in mine), int(per_run["epochs"].fillna(0).sum())
-        ended = sum(s in ENDED for s in states)
+        ended = sum(s in STOPPED for s in states)
         training = states.count("running")
         left = (planned - recorded) * per_run["epoch_time"].median() / max(1, training)
         done = [r.run_id for r, s in zip(mine, states) if s == "done"]
@@ -70,13 +85,3 @@ def _run_rows(store: RunStore, run_ids: list[str], metric: str) -> pd.DataFrame:
                           "latest": by_run[metric].last() if metric in wide else np.nan,
                           "epoch_time": by_run["epoch_time"].median() if "epoch_time" in wide else np.nan})
     return frame
-
-
-def snapshots(read: Callable[[], pd.DataFrame], every: float) -> Iterator[pd.DataFrame]:
-    """``read()`` every ``every`` seconds, until a snapshot shows every run ended (that one included)."""
-    while True:
-        frame = read()
-        yield frame
-        if len(frame) and (frame["ended"] == frame["runs"]).all():
-            return
-        time.sleep(every)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from trainlab.config import RunConfig, load_config
+from trainlab.config import RunConfig, load_config, warn_of_ignored_constants
 from trainlab.data import ImageData, load_data
 from trainlab.models import check_external_model
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
@@ -36,6 +36,7 @@ def fit(
     A run that raises (Ctrl-C included) is recorded ``failed`` with the reason, and the error propagates.
     """
     cfg = load_config(config, overrides)
+    warn_of_ignored_constants([cfg])
     data = data or load_data(cfg.data, download=download)  # user mistakes surface before anything is written
     check_external_model(cfg.model, data.input_shape, data.num_classes)
     resolve_device(cfg.train.device)  # a GPU this machine lacks, too
