@@ -327,7 +327,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report and result.runs["status"].isin(FINISHED).any():  # else a report has nothing to show
         from trainlab.report import build_report
 
-        files = build_report(args.study, store=args.store, scale=args.scale, overrides=_overrides_with_data_root(args))
+        files = build_report(result, store=args.store, scale=args.scale)  # the scale names it in the title
     report = files.html if files else None
     if args.json:
         _print_json({"runs": result.runs.to_dict(orient="records"), "report": report and str(report),

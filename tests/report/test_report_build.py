@@ -168,6 +168,22 @@ def test_variant_labels_are_drawn_as_written_not_as_math(tmp_path, capsys):
     assert r"cost $\undefinedmacro$" in html and len(_images(html)) >= 5
 
 
+def test_trainlab_run_judges_the_claims_once_and_reports_those_verdicts(tmp_path, capsys, monkeypatch):
+    import yaml
+
+    import trainlab.study.run as study_run
+
+    calls, verdicts = [], study_run._verdicts
+    monkeypatch.setattr(study_run, "_verdicts", lambda *a: (calls.append(a), verdicts(*a))[1])
+    study = {**TINY_STUDY, "seeds": 2, "claims": [{"metric": "test_acc", "of": {"variant": "plain"}, "at_most": 1.0}]}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(study))
+    assert main(["run", str(path), "--store", str(tmp_path / "store"), "--scale", "full"]) == 0
+    assert len(calls) == 1  # by run_study; the report takes its result
+    html = (tmp_path / "store" / "reports" / "tiny-full" / "report.html").read_text()
+    assert "Study report: tiny (full)" in html and "test accuracy: variant=plain &lt;= 1" in html
+
+
 def test_report_of_a_study_with_no_finished_run_is_a_user_error(tmp_path, capsys):
     import yaml
 

@@ -105,11 +105,12 @@ class ReportFiles:
     figures: Path
 
 
-def collect(study: str | Path | dict[str, Any], scale: str | None = None, overrides: list[str] | dict | None = None,
-            store: str | Path | RunStore = DEFAULT_STORE) -> StudyData:
-    """Read a study's runs and everything recorded for them."""
+def collect(study: str | Path | dict[str, Any] | StudyResult, scale: str | None = None,
+            overrides: list[str] | dict | None = None, store: str | Path | RunStore = DEFAULT_STORE) -> StudyData:
+    """Read a study's runs and everything recorded for them; a :class:`StudyResult` (what
+    :func:`~trainlab.study.run_study` returns) is taken as it is, not loaded again."""
     store = store if isinstance(store, RunStore) else RunStore(store)
-    result = load_study(study, scale, overrides, store)
+    result = study if isinstance(study, StudyResult) else load_study(study, scale, overrides, store)
     spec, planned = result.spec, result.planned
     options = section_options(spec.name, spec.report)
     if (spec.claims or spec.adaptive) and "claims" not in options:  # verdicts, and where the seeds went
@@ -500,7 +501,7 @@ def report_document(data: StudyData) -> Document:
 
 
 def build_report(
-    studies: str | Path | dict | list,
+    studies: str | Path | dict | StudyResult | list,
     store: str | Path | RunStore = DEFAULT_STORE,
     out: str | Path | None = None,
     scale: str | None = None,
@@ -508,6 +509,8 @@ def build_report(
 ) -> ReportFiles:
     """Write the report of one study, or the side-by-side comparison of several, into ``out``.
 
+    A study is a name, a YAML path, a dict, or the :class:`StudyResult` that :func:`run_study` returned
+    (its runs and verdicts are then not read again, and ``scale`` only names it in the title).
     ``out`` defaults to ``<store>/reports/<name>``. The folder is replaced as a whole
     (:func:`_replace_folder`), so a failure or a kill leaves the previous report intact.
     """
