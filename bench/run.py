@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from trainlab.allocator import reuse_freed_memory
 from trainlab.config import RunConfig, load_config
 from trainlab.data import load_data, to_float
 from trainlab.models import create_model
@@ -322,7 +323,9 @@ def bench_study(tree: Path, size: dict) -> list[dict]:
 
 
 def study_child(store: str, tree: Path, size: dict) -> None:
-    """Run both 001 studies into ``store``; print seconds, runs, counted FLOPs and peak RSS (kB) as JSON."""
+    """Run both 001 studies into ``store`` as ``trainlab run`` would (freed memory reused); print seconds,
+    runs, counted FLOPs and peak RSS (kB) as JSON."""
+    reuse_freed_memory()
     overrides = [f"data.root={tree}"]
     if size["study_epochs"]:
         overrides.append(f"train.epochs={size['study_epochs']}")

@@ -120,7 +120,7 @@ def test_no_import_cycles():
 
 
 # docs/architecture.md: a package imports only packages before it
-LAYERS = ["errors", "faults", "interrupts", "lazy", "stats", "usercode", "capture", "store", "config", "data", "models", "probes", "train",
+LAYERS = ["allocator", "errors", "faults", "interrupts", "lazy", "stats", "usercode", "capture", "store", "config", "data", "models", "probes", "train",
           "analysis", "study", "report", "cli", "__main__"]
 ALLOWED_UPWARDS = {("trainlab.config", "trainlab.models.kinds"), ("trainlab.config", "trainlab.models.presets")}
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from trainlab.allocator import reuse_freed_memory
 from trainlab.errors import UserError
 from trainlab.interrupts import Interrupted, stop_on_signals
 from trainlab.store import DEFAULT_STORE, FINISHED, RunStore
@@ -503,6 +504,7 @@ _PYTHON_FORMAT_WARNING = warnings.formatwarning
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trainlab`` console script."""
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()  # training's batch-sized tensors reuse the heap instead of faulting in fresh pages
     try:
         warnings.formatwarning = _format_warning
         with stop_on_signals():

@@ -235,10 +235,12 @@ def _worker(connection: Connection, lifeline: Connection, threads: int) -> None:
     """A worker process: train the jobs it receives, streaming their messages, until it receives None."""
     from tqdm import tqdm
 
+    from trainlab.allocator import reuse_freed_memory
     from trainlab.interrupts import ignore_interrupts
     from trainlab.train.record import Relay
 
     ignore_interrupts()
+    reuse_freed_memory()
     tqdm.set_lock(threading.RLock())  # not tqdm's default process lock: a killed worker would leak its semaphore
     threading.Thread(target=_exit_with_driver, args=(lifeline,), daemon=True).start()
     relay = Relay(connection.send)
@@ -319,6 +321,8 @@ def _run_ray_tasks(ray: Any, jobs: Iterable[list[Task]], threads: int, recorder:
 
 def _execute_on_ray(job: list[Task], messages: Any, threads: int) -> None:
     """A Ray task: :func:`execute`, its messages put on the driver's queue."""
+    from trainlab.allocator import reuse_freed_memory
     from trainlab.train.record import Relay
 
+    reuse_freed_memory()
     execute(job, Relay(messages.put), threads=threads)
