@@ -40,5 +40,6 @@ def test_reusing_freed_memory_spares_most_page_faults_of_a_training_epoch():
     assert max(reused) < min(default) / 4
 
 
-def test_the_setting_is_taken_once_and_said():
-    assert reuse_freed_memory() is True and reuse_freed_memory() is True  # glibc takes it; cached
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the setting is glibc's")
+def test_glibc_accepts_both_thresholds():
+    assert reuse_freed_memory() is True  # mallopt answers 0 for a threshold above its limit

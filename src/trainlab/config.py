@@ -13,8 +13,8 @@ import hashlib
 import json
 import re
 import warnings
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml

@@ -148,7 +148,8 @@ def _html_picture(block: Picture, enlarge: bool = False) -> str:
 
 def _html_gallery(block: Gallery) -> str:
     cells = "".join(_html_picture(picture, enlarge=True) for picture in block.pictures)
-    caption = html.escape(f"{block.caption} (click a picture to see it at full width)".lstrip(" "))
+    hint = "click a picture to see it at full width"
+    caption = html.escape(f"{block.caption} ({hint})" if block.caption else hint.capitalize())
     return f'<figure><div class="cells">{cells}</div><figcaption>{caption}</figcaption></figure>'
 
 

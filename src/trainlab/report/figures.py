@@ -407,8 +407,8 @@ def histograms_over_time(hists: Mapping[str, pd.DataFrame] | pd.DataFrame, layer
             raise _no_layer(layer, quantity, [hist])
         rows = rows.sort_values("step")
         counts = np.stack(rows["counts"].to_numpy()).T.astype(np.float64)  # (bins, steps)
-        panels[label] = (counts / np.maximum(counts.sum(axis=0), 1), np.stack(rows["edges"].to_numpy()).T.astype(
-            np.float64), rows["step"].to_numpy(np.float64))
+        edges = np.stack(rows["edges"].to_numpy()).T.astype(np.float64)  # (bins + 1, steps)
+        panels[label] = (counts / np.maximum(counts.sum(axis=0), 1), edges, rows["step"].to_numpy(np.float64))
     positive = np.concatenate([f[f > 0] for f, _, _ in panels.values()])
     norm = LogNorm(positive.min(), max(positive.max(), positive.min() * 10)) if positive.size else None
     columns = min(len(panels), 2)
