@@ -86,6 +86,27 @@ def alive(pid: int) -> bool:
         return False
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """Pid -> command line of every process below ``pid``, read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # ended while we looked
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child in (p for p, pp in parents.items() if pp == parent):
+            try:
+                found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            frontier.append(child)
+    return found
+
+
 def assert_valid_report(folder: Path) -> None:
     """``folder`` holds a whole report: HTML whose every image decodes, Markdown whose every figure exists."""
     html = (folder / "report.html").read_text()

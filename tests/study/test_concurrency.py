@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.processes import alive, finish, histories, running, trainlab, wait_for
+from tests.processes import alive, descendants, finish, histories, running, trainlab, wait_for
 from trainlab.config import load_config
 from trainlab.store import RunStore
 from trainlab.study import run_study
@@ -100,7 +100,10 @@ def test_train_waits_for_the_process_that_holds_the_run(tmp_path):
     assert json.loads(out)["status"] == "done" and store.get_run(run_id)["epochs_done"] == 4
 
 
-def test_workers_stop_at_once_when_their_driver_is_killed(tmp_path):
+@pytest.mark.parametrize("executor", ["processes", "ray"])
+def test_workers_stop_at_once_when_their_driver_is_killed(tmp_path, executor):
+    if executor == "ray":
+        pytest.importorskip("ray", reason="ray is not installed")
     # one epoch takes many seconds: a worker that only notices at the end of an epoch lives on
     slow = {**STUDY, "seeds": 1, "base": {
         **STUDY["base"], "train": {**STUDY["base"]["train"], "batch_size": 2},
@@ -109,13 +112,17 @@ def test_workers_stop_at_once_when_their_driver_is_killed(tmp_path):
     (tmp_path / "study.json").write_text(json.dumps(slow))
     store = RunStore(tmp_path / "store")
     driver = trainlab("run", tmp_path / "study.json", "--store", tmp_path / "store", "--no-report",
-                      "--executor", "processes", "--workers", "1")
-    query = "SELECT pid FROM runs WHERE status = 'running'"
-    worker = wait_for(lambda: (row := store.conn.execute(query).fetchone()) and row["pid"], "the worker")
+                      "--executor", executor, "--workers", "1")
+    if executor == "processes":  # the store names the worker that trains the run
+        query = "SELECT pid FROM runs WHERE status = 'running'"
+        worker = wait_for(lambda: (row := store.conn.execute(query).fetchone()) and row["pid"], "the worker")
+    else:  # the store names the driver; the task runs in a Ray worker below the local cluster's raylet
+        worker = wait_for(lambda: next((pid for pid, command in descendants(driver.pid).items()
+                                        if command.startswith("ray::_execute_on_ray")), None), "the Ray task")
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    try:
-        wait_for(lambda: not alive(worker), "the worker to stop", timeout=3)
+    try:  # Ray ends a dead driver's tasks itself, a little later than a pipe's end stops a process worker
+        wait_for(lambda: not alive(worker), "the worker to stop", timeout=3 if executor == "processes" else 10)
     finally:
         if alive(worker):
             os.kill(worker, signal.SIGKILL)
