@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("studies", nargs="+", metavar="STUDY", help="study YAML files or built-in study names")
     report.add_argument("--scale", metavar="NAME", help="the scale the runs were trained at, e.g. quick")
     _add_overrides(report, "the dotted overrides the runs were trained with")
-    report.add_argument("--out", metavar="DIR", help="output folder (default: STORE/reports/NAME)")
+    report.add_argument("--out", metavar="DIR", help="output folder: new, empty or an earlier report, which is replaced (default: STORE/reports/NAME)")
     _add_store(report)
     _add_json(report)
 

@@ -122,6 +122,32 @@ def test_a_failed_build_leaves_the_previous_report(report, monkeypatch):
     assert not [p for p in Path(files.html).parent.parent.iterdir() if p.name.startswith(".")]
 
 
+def test_report_out_refuses_a_folder_or_file_it_would_delete_and_replaces_an_earlier_report(
+        report, tmp_path, capsys, monkeypatch):
+    _, files, store = report
+    path = tmp_path / "s.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(STUDY))
+    own = tmp_path / "mydocs"
+    own.mkdir()
+    (own / "notes.txt").write_text("mine")
+    afile = tmp_path / "afile"
+    afile.write_text("mine too")
+    monkeypatch.chdir(own)
+    for out, expected in [(own, "holds files that are not a trainlab report (notes.txt)"),
+                          (".", "holds files that are not a trainlab report (notes.txt)"), (afile, "is a file")]:
+        assert main(["report", str(path), "--store", str(store), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1
+    assert (own / "notes.txt").read_text() == "mine" and afile.read_text() == "mine too"
+    assert sorted(p.name for p in own.iterdir()) == ["notes.txt"]
+    earlier = tmp_path / "earlier"
+    for _ in range(2):  # new, then the earlier report replaced
+        assert main(["report", str(path), "--store", str(store), "--out", str(earlier)]) == 0
+        assert sorted(p.name for p in earlier.iterdir()) == ["figures", "report.html", "report.md"]
+
+
 @pytest.mark.parametrize("entries, expected", [
     (["findings", "learning_curve"], "did you mean 'learning_curves'"),
     ([{"final_metrics": {"metrc": "test_acc"}}], "did you mean 'metric'"),

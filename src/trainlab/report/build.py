@@ -514,14 +514,35 @@ def build_report(
     ``out`` defaults to ``<store>/reports/<name>``. The folder is replaced as a whole
     (:func:`_replace_folder`), so a failure or a kill leaves the previous report intact.
     """
+    if out is not None:
+        out = _report_folder(Path(out))
     store = store if isinstance(store, RunStore) else RunStore(store)
     studies = studies if isinstance(studies, list) else [studies]
     data = [collect(s, scale, overrides, store) for s in studies]
     merged = data[0] if len(data) == 1 else _merge(data)
     doc = report_document(merged)
-    out = Path(out) if out is not None else store.root / "reports" / slug(merged.title)
+    out = out or store.root / "reports" / slug(merged.title)
     _replace_folder(out, lambda folder: _write(doc, folder))
     return ReportFiles(out / "report.html", out / "report.md", out / "figures")
+
+
+REPORT_FILES = ("report.html", "report.md", "figures")  # what a report folder holds
+
+
+def _report_folder(out: Path) -> Path:
+    """``out`` as an absolute path, if it is new, empty or an earlier report (which the new one replaces).
+
+    Anything else would be deleted with the folder, so a user's own folder or file is refused.
+    """
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the report (a new one, or an earlier report)")
+    others = sorted(p.name for p in out.iterdir() if p.name not in REPORT_FILES) if out.is_dir() else []
+    if others:
+        shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise UserError(f"--out {out} holds files that are not a trainlab report ({shown}), which writing the "
+                        "report there would delete; give a new or empty folder, or an earlier report's")
+    return out
 
 
 def _write(doc: Document, folder: Path) -> None:
