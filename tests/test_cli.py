@@ -68,6 +68,8 @@ def test_config_file_with_overrides_and_data_root(tmp_path, capsys):
     (["summary", "--model", "mlp", "--input-shape", "3x32"], ["--input-shape", "C,H,W"]),
 ])
 def test_user_mistakes_exit_2_with_one_message(tmp_path, capsys, argv, expected):
+    if argv[0] == "show":
+        RunStore(tmp_path / "s")  # a store, without that run
     code, out, err = run_cli(capsys, *argv, *(["--store", str(tmp_path / "s")] if argv[0] != "summary" else []))
     assert code == 2
     lines = err.strip().splitlines()
@@ -186,8 +188,10 @@ def test_tensorboard_flag_writes_event_files_of_the_run(tmp_path, capsys):
     assert [e.value for e in events] == pytest.approx(norm.value.tolist(), rel=1e-6)
 
 
-def test_status_of_a_store_that_is_not_there_says_so_and_creates_nothing(tmp_path, capsys):
-    code, out, err = run_cli(capsys, "status", "quickstart", "--store", str(tmp_path / "nowhere"))
+@pytest.mark.parametrize("command", [["status", "quickstart"], ["runs"], ["runs", "--json"], ["show", "3f2a"],
+                                     ["analyze", "3f2a"], ["report", "quickstart"]])
+def test_a_command_that_reads_a_store_that_is_not_there_says_so_and_creates_nothing(tmp_path, capsys, command):
+    code, out, err = run_cli(capsys, *command, "--store", str(tmp_path / "nowhere"))
     assert code == 2 and out == ""
     assert err == (f"trainlab: error: no run store at {tmp_path / 'nowhere'} (it has no trainlab.db): run the study "
                    "first, or give the store it was run into with --store DIR\n")
@@ -204,6 +208,9 @@ def test_status_names_its_store_and_shows_a_dash_for_runs_without_an_epoch(tmp_p
     assert code == 1 and out.startswith(f"store: {tmp_path / 's'}\n") and out.rstrip().endswith("2 pending")
     rows = [line.split() for line in out.splitlines()[2:4]]  # no epoch yet: a dash for each metric
     assert [row[-2:] for row in rows] == [["-", "-"], ["-", "-"]] and "None" not in out
+    RunStore(tmp_path / "empty")  # a store without a single run (a mistyped --store of an earlier version made one)
+    code, out, _ = run_cli(capsys, "status", str(path), "--store", str(tmp_path / "empty"))
+    assert code == 1 and out.startswith(f"store: {tmp_path / 'empty'} (it holds no runs at all")
 
 
 def test_plan_shows_base_where_a_variant_leaves_a_key_alone(capsys):

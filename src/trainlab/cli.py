@@ -216,8 +216,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _existing_store(args: argparse.Namespace) -> RunStore:
+    """The store at ``--store``, for a command that only reads one: a UserError if there is none (no
+    empty store is made where a mistyped or default path points)."""
+    if not (Path(args.store) / "trainlab.db").exists():
+        raise UserError(f"no run store at {args.store} (it has no trainlab.db): run the study first, or give the "
+                        "store it was run into with --store DIR")
+    return RunStore(args.store)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
-    frame = RunStore(args.store).runs()
+    frame = _existing_store(args).runs()
     if args.json:
         _print_json(frame.to_dict(orient="records"))
         return 0
@@ -232,7 +241,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from trainlab.train.fit import stored_history
 
-    store = RunStore(args.store)
+    store = _existing_store(args)
     run = store.get_run(args.run)
     history = stored_history(store, run["run_id"])
     if args.json:
@@ -253,9 +262,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from trainlab.analysis import AnalysisOptions, analyze
+    from trainlab.analysis.catalog import requested_analyses
 
     options = AnalysisOptions.of(vars(args), flags=True)
-    written = analyze(args.run, args.what, store=args.store, options=options)
+    requested_analyses(args.what)  # a mistake in --what first, then a missing store
+    written = analyze(args.run, args.what, store=_existing_store(args), options=options)
     if args.json:
         _print_json(written.to_dict(orient="records"))
     else:
@@ -371,9 +382,14 @@ def cmd_studies(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from trainlab.report import build_report
+    from trainlab.study.report_sections import section_options
+    from trainlab.study.spec import read_study
 
+    for study in args.studies:  # a mistake in a study file first, then a missing store
+        spec = read_study(study)
+        section_options(spec.name, spec.report)
     studies = args.studies if len(args.studies) > 1 else args.studies[0]
-    files = build_report(studies, store=args.store, out=args.out, scale=args.scale, overrides=_overrides_with_data_root(args))
+    files = build_report(studies, store=_existing_store(args), out=args.out, scale=args.scale, overrides=_overrides_with_data_root(args))
     if args.json:
         _print_json({"html": str(files.html), "markdown": str(files.markdown), "figures": str(files.figures)})
     else:
@@ -387,10 +403,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     if args.watch is not None:
         return _watch(args)
-    if not (Path(args.store) / "trainlab.db").exists():  # status only reads: it makes no store
-        raise UserError(f"no run store at {args.store} (it has no trainlab.db): run the study first, or give the "
-                        "store it was run into with --store DIR")
-    result = load_study(args.study, args.scale, _overrides_with_data_root(args), store=args.store)
+    store = _existing_store(args)
+    result = load_study(args.study, args.scale, _overrides_with_data_root(args), store=store)
     rows = status_rows(result)
     if args.json:
         _print_json({"runs": rows, "claims": [v.as_dict() for v in result.verdicts],
@@ -400,7 +414,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                            "status": r["status"], "epochs": r["epochs"],
                            **{k: r["final"].get(k, math.nan) for k in ("train_loss", "test_acc")}}
                           for r in rows])
-    print(f"store: {args.store}")
+    empty = store.conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None
+    print(f"store: {args.store}" + (" (it holds no runs at all: is it the store the study was run into?)"
+                                    if empty else ""))
     code = _print_study(frame, False)
     _print_verdicts(result)
     return code

@@ -170,6 +170,7 @@ def test_report_of_a_study_with_no_runs_is_a_user_error(tmp_path, capsys):
 
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(STUDY))
+    RunStore(tmp_path)  # a store, without this study's runs
     assert main(["report", str(path), "--store", str(tmp_path)]) == 2
     assert "has no runs in store" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()
