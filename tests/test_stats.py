@@ -159,22 +159,35 @@ def test_bootstrap_interval_contains_the_effect_and_narrows_with_the_spread(pair
     assert narrow.high - narrow.low < 0.5 * (wide.high - wide.low)
 
 
-def test_constant_samples_give_p_0_or_1_without_warnings(recwarn):
+def test_samples_without_spread_get_the_exact_permutation_p_value_without_warnings(recwarn):
     same = [0.1, 0.1, 0.1]  # the mean of three 0.1s is 0.1 + 2e-17, the sample deviation 1.7e-17
     other = [0.3, 0.3, 0.3]
-    for paired in (True, False):
+    for paired, smallest_p in ((True, 2 / 2**3), (False, 2 / math.comb(6, 3))):  # the two extreme arrangements
         assert difference_test(same, same, paired=paired).p_value == 1.0
-        assert difference_test(other, same, paired=paired).p_value == 0.0
+        r = difference_test(other, same, paired=paired)
+        assert r.p_value == pytest.approx(smallest_p) and "permutation" in r.test
         r = difference_test(other, same, null=float(np.float64(0.3) - np.float64(0.1)), paired=paired)
         assert r.p_value == 1.0  # the difference is the null
         r = difference_test(same, same, paired=paired)
         assert r.low == r.high == 0.0
-    assert location_test(same, 0.1).p_value == 1.0 and location_test(same, 0.2).p_value == 0.0
+    assert location_test(same, 0.1).p_value == 1.0 and location_test(same, 0.2).p_value == pytest.approx(0.25)
     assert location_test(same, 0.2).standardized == -math.inf
     equivalent = equivalence_test(same, same, within=0.01)
-    assert equivalent.inside and equivalent.p_value == 0.0
+    assert equivalent.inside and equivalent.p_value == pytest.approx(2 / math.comb(6, 3))  # twice one-sided 1/20
     warned = [str(w.message) for w in recwarn if issubclass(w.category, RuntimeWarning)]
     assert not warned
+
+
+def test_two_seeds_that_differ_by_the_same_test_images_decide_nothing():
+    # 2 seeds, each 3 of 178 test images apart: the differences agree to float rounding (1e-16), where a
+    # t-test gave p = 2e-15; two sign flips of two equal differences give p = 0.5
+    a = np.array([120, 123]) / 178
+    b = np.array([123, 126]) / 178
+    assert np.ptp(a - b) > 0  # not exactly equal: the case a check for ptp == 0 missed
+    r = difference_test(a, b, paired=True)
+    assert r.p_value == pytest.approx(0.5) and r.effect == pytest.approx(-3 / 178)
+    for n, paired in ((6, True), (4, False)):  # 2/2^6 = 0.031 and 2/C(8, 4) = 0.029 are the first below 0.05
+        assert seeds_needed(-math.inf, 0.05, paired) == n
 
 
 def test_paired_permutation_is_the_exact_sign_flip_test():
@@ -282,7 +295,7 @@ def test_seeds_needed_reproduces_textbook_sample_sizes():
     assert seeds_needed(0.5, 0.05, paired=False) == 64
     assert seeds_needed(-0.5, 0.05, paired=False) == 64  # the sign does not matter
     assert seeds_needed(0.0, 0.05, paired=True) is None and seeds_needed(math.nan, 0.05, paired=False) is None
-    assert seeds_needed(math.inf, 0.05, paired=True) == 2 and seeds_needed(-math.inf, 0.05, paired=False) == 2
+    assert seeds_needed(math.inf, 0.05, paired=True) == 6 and seeds_needed(-math.inf, 0.05, paired=False) == 4
     assert seeds_needed(0.01, 0.05, paired=True) is None  # beyond 1000 seeds
 
 

@@ -141,15 +141,11 @@ def difference_test(a: Sequence[float], b: Sequence[float], null: float = 0.0, p
             raise ValueError(f"a difference test needs two values on each side, got {len(a)} and {len(b)}")
         effect = float(a.mean() - b.mean())
         spread = _spread(a, b)
-        if method == "t":
-            p_value = _constant_p(a[0] - b[0] - null) if spread == 0 else float(  # a[0]: a mean rounds
-                stats.ttest_ind(a - null, b, equal_var=False).pvalue)
-        else:
-            p_value = float(stats.permutation_test((a - null, b), _mean_difference, permutation_type="independent",
-                                                   vectorized=True, n_resamples=RESAMPLES,
-                                                   random_state=0).pvalue)
+        exact = method == "permutation" or spread == 0  # no spread: no t-test, see _permutation_p
+        p_value = _permutation_p((a - null, b)) if exact else float(
+            stats.ttest_ind(a - null, b, equal_var=False).pvalue)
         low, high = _bootstrap((a, b), _mean_difference, confidence)
-        result = TestResult("Welch t-test" if method == "t" else "permutation test", effect, low, high,
+        result = TestResult("permutation test" if exact else "Welch t-test", effect, low, high,
                             p_value, null, min(len(a), len(b)), _ratio(effect - null, spread))
     result.prob_improvement = float(stats.mannwhitneyu(a, b).statistic / (len(a) * len(b)))
     return result
@@ -169,8 +165,11 @@ def equivalence_test(a: Sequence[float], b: Sequence[float], within: float, pair
     a, b = _array(a), _array(b)
     x, y = (a - b, np.zeros(len(a))) if paired else (a, b)
     spread = _spread(a - b) if paired else _spread(a, b)
-    if spread == 0:
-        p_inside, p_outside = (0.0, 1.0) if abs(result.effect) < within else (1.0, 0.0)
+    if spread == 0:  # one-sided exact permutation tests of the effect against each bound
+        sides = {bound: {side: _permutation_p((x - bound, *([] if paired else [y])), side)
+                         for side in ("less", "greater")} for bound in (within, -within)}
+        p_inside = max(sides[within]["less"], sides[-within]["greater"])
+        p_outside = min(sides[within]["greater"], sides[-within]["less"])
     else:
         if paired:
             p_inside = float(ttost_paired(a, b, -within, within)[0])
@@ -196,15 +195,10 @@ def location_test(x: Sequence[float], null: float, confidence: float = 0.95, met
     effect, spread = float(x.mean()), _spread(x)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid choices: {', '.join(METHODS)}")
-    if spread == 0:
-        p_value = _constant_p(x[0] - null)  # not the mean: three seeds at 0.1 average 0.1 + 2e-17
-    elif method == "t":
-        p_value = float(stats.ttest_1samp(x, null).pvalue)
-    else:
-        p_value = float(stats.permutation_test((x - null,), np.mean, permutation_type="samples", vectorized=True,
-                                               n_resamples=RESAMPLES, random_state=0).pvalue)
+    exact = method == "permutation" or spread == 0  # no spread: no t-test, see _permutation_p
+    p_value = _permutation_p((x - null,)) if exact else float(stats.ttest_1samp(x, null).pvalue)
     low, high = _bootstrap((x,), np.mean, confidence)
-    name = "one-sample t-test" if method == "t" else "sign-flip permutation test"
+    name = "sign-flip permutation test" if exact else "one-sample t-test"
     return TestResult(name, effect, low, high, p_value, null, len(x), _ratio(effect - null, spread))
 
 
@@ -273,8 +267,11 @@ def seeds_needed(standardized: float, alpha: float, paired: bool, power: float =
 
     if math.isnan(standardized) or standardized == 0:
         return None
-    if math.isinf(standardized):
-        return 2
+    if math.isinf(standardized):  # no spread: the exact permutation test's smallest p, 2/2^n or 2/C(2n, n)
+        for n in range(2, MAX_SEEDS_NEEDED + 1):
+            if (2 * 0.5**n if paired else 2 / math.comb(2 * n, n)) < alpha:
+                return n
+        return None
     n = np.arange(2, MAX_SEEDS_NEEDED + 1)
     analysis = TTestPower() if paired else TTestIndPower()
     with np.errstate(all="ignore"):
@@ -289,9 +286,9 @@ def _array(values: Sequence[float]) -> np.ndarray:
 
 def _spread(*samples: np.ndarray) -> float:
     """Root of the mean of the samples' variances (ddof=1): the standard deviation of one sample, the
-    average one of two. Exactly 0 when every sample is constant, where rounding in the mean would
-    leave ~1e-17 (three seeds at 0.1) and send constant samples to a t-test that warns."""
-    if all(np.ptp(s) == 0 for s in samples):
+    average one of two. Exactly 0 when every sample is constant to float rounding, where the mean
+    would leave ~1e-17 (three seeds at 0.1) and a t-test would find that tiny spread significant."""
+    if all(np.ptp(s) <= 1e-12 * np.abs(s).max() for s in samples):  # the same value, to float rounding
         return 0.0
     return math.sqrt(sum(s.var(ddof=1) for s in samples) / len(samples))
 
@@ -306,9 +303,20 @@ def _ratio(numerator: float, spread: float) -> float:
     return numerator / spread
 
 
-def _constant_p(distance: float) -> float:
-    """Every seed gave the same value (no spread): certain when it differs from the null, else no evidence."""
-    return 0.0 if distance != 0 else 1.0
+def _permutation_p(samples: tuple[np.ndarray, ...], alternative: str = "two-sided") -> float:
+    """scipy's permutation test of the mean (one sample: sign flips) or of the difference of means (two
+    samples: labels), exact where there are at most ``RESAMPLES`` arrangements.
+
+    It is also the test of samples without spread (every seed the same value, or differences that
+    are: a test set's coarse accuracy steps do that), where a t-test would divide by zero and call
+    any difference certain. Here n identical differences from 0 give p = 2/2^n: 0.5 for two seeds.
+    """
+    if len(samples) == 1:
+        return float(stats.permutation_test(samples, np.mean, permutation_type="samples", vectorized=True,
+                                            n_resamples=RESAMPLES, random_state=0, alternative=alternative).pvalue)
+    return float(stats.permutation_test(samples, _mean_difference, permutation_type="independent",
+                                        vectorized=True, n_resamples=RESAMPLES, random_state=0,
+                                        alternative=alternative).pvalue)
 
 
 def _bootstrap(samples: tuple[np.ndarray, ...], statistic, confidence: float, paired: bool = False,
