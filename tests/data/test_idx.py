@@ -60,6 +60,16 @@ def test_truncated_idx_file_is_a_user_error(tmp_path: Path) -> None:
         load_data(DataConfig(name="mnist", root=str(tmp_path)))
 
 
+@pytest.mark.parametrize("name", ["MNIST", "FashionMNIST"])
+def test_an_idx_file_with_a_damaged_header_is_named(tmp_path: Path, name: str) -> None:
+    write_mnist_layout(tmp_path, name, np.random.default_rng(4))
+    labels = tmp_path / name / "raw" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(b"\x12\x34" + labels.read_bytes()[2:])  # torchvision's header check fails without a message
+    with pytest.raises(UserError) as error:
+        load_data(DataConfig(name="mnist" if name == "MNIST" else "fashion_mnist", root=str(tmp_path)))
+    assert "(not an IDX file: t10k-labels-idx1-ubyte)" in str(error.value)
+
+
 def test_missing_cifar10_names_both_layouts(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="an image tree DIR/train/<class>") as error:
         load_data(DataConfig(name="cifar10", root=str(tmp_path)))

@@ -84,14 +84,26 @@ def _read_torchvision(name: str, root: str | None, download: bool) -> FullData:
     # torchvision: missing files -> RuntimeError, bad IDX header -> assert, network failure -> OSError
     except (RuntimeError, OSError, ValueError, TypeError, AssertionError) as error:
         where = " (data.root is not set: the default download folder)" if root is None else ""
-        hint = ""
+        hint, cause = "", str(error) or _damaged_idx_files(root_path / class_name / "raw")
         if name == "cifar10":
             hint = "; or an image tree DIR/train/<class>/*.jpg and DIR/test/<class>/*.jpg (the JPEG version)"
         raise UserError(
-            f"cannot load {name} from {root_path}{where} ({error}): expected the files {root_path}/{layout}; "
+            f"cannot load {name} from {root_path}{where} ({cause}): expected the files {root_path}/{layout}; "
             f"pass --data-root DIR with that layout, or --download to fetch it{hint}"
         ) from None
     return FullData(_torchvision_split(train), _torchvision_split(test), list(train.classes))
+
+
+def _damaged_idx_files(folder: Path) -> str:
+    """The IDX files in ``folder`` whose header is not IDX (torchvision's check of it fails without a
+    message): two zero bytes, the type code 0x08 (uint8) and 1 to 3 dimensions."""
+    damaged = []
+    for path in sorted(folder.glob("*-ubyte")):
+        with path.open("rb") as file:
+            head = file.read(4)
+        if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 3:
+            damaged.append(path.name)
+    return f"not an IDX file: {', '.join(damaged)}" if damaged else "a file is damaged"
 
 
 def _torchvision_split(dataset: VisionDataset) -> Split:
