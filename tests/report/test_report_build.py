@@ -209,6 +209,7 @@ def test_trainlab_run_judges_the_claims_once_and_reports_those_verdicts(tmp_path
     assert len(calls) == 1  # by run_study; the report takes its result
     html = (tmp_path / "store" / "reports" / "tiny-full" / "report.html").read_text()
     assert "Study report: tiny (full)" in html and "test accuracy: variant=plain &lt;= 1" in html
+    assert re.search(r"<p>1 claim: 1 (supported|contradicted|undecided)\.</p>", html)
 
 
 def test_report_of_a_study_with_no_finished_run_is_a_user_error(tmp_path, capsys):

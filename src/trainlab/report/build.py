@@ -208,7 +208,7 @@ def _claims(data: StudyData, options: dict) -> list:
                f"{len(verdicts)} claims; a claim is decided at p < {verdicts[0].level:.3g}"
                + (f" (family-wise {spec.statistics.alpha:g} over {spec.adaptive.looks} looks)" if spec.adaptive
                   else "") + ". Seeds: finished runs per variant used by the test.")
-    blocks = [Text(f"{len(verdicts)} claims: {text}."), Table(table, caption, decided, ("verdict", "statement", "note"))]
+    blocks = [Text(f"{len(verdicts)} claim{'s' if len(verdicts) > 1 else ''}: {text}."), Table(table, caption, decided, ("verdict", "statement", "note"))]
     blocks += [Text(f"Claim{'s' if len(numbers) > 1 else ''} {_numbers(numbers)} test{'' if len(numbers) > 1 else 's'}: "
                     f"“{quote}”") for numbers, quote in quotes(verdicts)]
     return blocks + _seed_rounds(data.result)
@@ -406,9 +406,9 @@ def _runtime_notes(runs: pd.DataFrame) -> list:
     shared = runs[runs["together"] > 1]
     if len(shared):
         sizes = ", ".join(f"{label} ({int(n)})" for label, n in shared.groupby("label", sort=False)["together"].max().items())
-        notes.append(Text(f"Runs of {sizes} trained as vectorised ensembles of that many runs; each run's epoch "
-                          "time is its equal share of its ensemble's, so it compares with a run trained alone only "
-                          "roughly."))
+        notes.append(Text(f"Runs of these variants trained in vectorised ensembles, with the largest ensemble's "
+                          f"number of runs (of any variants) in brackets: {sizes}. Each run's epoch time is its "
+                          "equal share of its ensemble's, so it compares with a run trained alone only roughly."))
     busy = runs[runs["elsewhere"] > BUSY].groupby("label", sort=False)["elsewhere"].mean()
     if len(busy):
         shares = ", ".join(f"{label} ({share:.0%})" for label, share in busy.items())
