@@ -208,6 +208,8 @@ def test_status_names_its_store_and_shows_a_dash_for_runs_without_an_epoch(tmp_p
     assert code == 1 and out.startswith(f"store: {tmp_path / 's'}\n") and out.rstrip().endswith("2 pending")
     rows = [line.split() for line in out.splitlines()[2:4]]  # no epoch yet: a dash for each metric
     assert [row[-2:] for row in rows] == [["-", "-"], ["-", "-"]] and "None" not in out
+    code, out, _ = run_cli(capsys, "status", str(path), "--store", str(tmp_path / "s"), "--json")
+    assert code == 1 and {r["status"] for r in json.loads(out)["runs"]} == {"pending"}  # as without --json
     RunStore(tmp_path / "empty")  # a store without a single run (a mistyped --store of an earlier version made one)
     code, out, _ = run_cli(capsys, "status", str(path), "--store", str(tmp_path / "empty"))
     assert code == 1 and out.startswith(f"store: {tmp_path / 'empty'} (it holds no runs at all")

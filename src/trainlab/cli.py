@@ -42,6 +42,16 @@ EXAMPLES = """examples:
 """
 
 
+def _watch_seconds(text: str) -> float:
+    """``--watch``'s optional SECONDS; a study name after it is the likely mistake, so the message says
+    where the study goes."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}; put the study first: "
+                                         "trainlab status STUDY --watch [SECONDS]") from None
+
+
 def _add_store(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, metavar="DIR",
                         help=f"run store directory (default: ./{DEFAULT_STORE})")
@@ -90,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "plan":
             _add_store(sub)
         if name == "status":
-            sub.add_argument("--watch", type=float, nargs="?", const=2.0, metavar="SECONDS",
+            sub.add_argument("--watch", type=_watch_seconds, nargs="?", const=2.0, metavar="SECONDS",
                              help="a live view of the study (any executor, any process) refreshed every "
                                   "SECONDS (default 2) until every run has ended")
         if name == "run":
@@ -409,7 +419,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"runs": rows, "claims": [v.as_dict() for v in result.verdicts],
                      "rounds": [{"seeds": r.counts, "added": r.added, "why": r.why} for r in result.rounds]})
-        return 0
+        return _exit_code(pd.DataFrame(rows))
     frame = pd.DataFrame([{"run_id": r["run_id"], "label": r["label"] or "base", "seed": r["seed"],
                            "status": r["status"], "epochs": r["epochs"],
                            **{k: r["final"].get(k, math.nan) for k in ("train_loss", "test_acc")}}

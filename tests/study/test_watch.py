@@ -57,3 +57,12 @@ def test_a_watch_interval_of_zero_is_a_clear_error(tmp_path, capsys):
     assert main(["status", "quickstart", "--store", str(tmp_path), "--watch", "0"]) == 2
     err = capsys.readouterr().err
     assert err == "trainlab: error: --watch takes a number of seconds above 0, got 0\n"
+
+
+def test_a_study_after_watch_gets_told_where_the_study_goes(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["status", "--watch", "study.yaml", "--store", str(tmp_path)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.endswith("argument --watch: expected seconds, got 'study.yaml'; put the study first: "
+                        "trainlab status STUDY --watch [SECONDS]")
