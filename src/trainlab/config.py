@@ -601,7 +601,7 @@ def validate(raw: dict[str, Any], model: type[BaseModel] = RunConfig, prefix: st
         raise _explain(error, model, prefix) from None
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path, expected: str = "a mapping with sections data, model, train, probes") -> dict[str, Any]:
     """Read a YAML mapping; a missing or unreadable file, bad syntax or a key given twice is a UserError."""
     path = Path(path)
     if not path.is_file():
@@ -612,7 +612,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
     raw = parse_yaml(text, str(path)) or {}
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a mapping with sections data, model, train, probes")
+        raise UserError(f"{path}: expected {expected}")
     return raw
 
 

@@ -60,6 +60,19 @@ def test_invalid_studies_fail_before_training_naming_variant_and_key(tmp_path, c
     assert not (tmp_path / "store" / "runs").exists()
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("just a string\n", "study.yaml: expected a study: a mapping with name, base and"),
+    ("", "study.yaml is empty: expected a study: a mapping with name, base and"),
+    ("# nothing but a comment\n", "study.yaml is empty: expected a study"),
+])
+def test_a_study_file_that_is_not_a_mapping_says_what_a_study_is(tmp_path, capsys, text, expected):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    assert main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "sections data, model" not in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("report, expected", [
     (["question", "learnig_curves"],
      ["unknown report section", "'learnig_curves'", "did you mean 'learning_curves'", "valid choices: activation_derivatives, analyses,"]),

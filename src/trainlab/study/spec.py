@@ -207,6 +207,9 @@ def builtin_studies() -> list[StudySpec]:
     return [read_study(path) for path in sorted(STUDIES_DIR.glob("*.yaml"))]
 
 
+STUDY_FILE = "a study: a mapping with name, base and vary, variants or seeds (docs/studies.md)"
+
+
 def read_study(source: str | Path | dict[str, Any]) -> StudySpec:
     """A study from a YAML file, the name of a built-in study, or a dict."""
     if isinstance(source, dict):
@@ -220,7 +223,10 @@ def read_study(source: str | Path | dict[str, Any]) -> StudySpec:
             names = [p.stem for p in STUDIES_DIR.glob("*.yaml")]
             raise UserError(f"study {str(source)!r} not found{did_you_mean(str(source), names)}: give a YAML file "
                             "or the name of a built-in study (`trainlab studies` lists them)")
-        raw = anchor_study_targets(read_yaml(path), path.resolve().parent)
+        raw = read_yaml(path, STUDY_FILE)
+        if not raw:
+            raise UserError(f"{path} is empty: expected {STUDY_FILE}")
+        raw = anchor_study_targets(raw, path.resolve().parent)
     return validate_config(raw, StudySpec, prefix="study.")
 
 
