@@ -135,20 +135,38 @@ def _run_time(record: dict) -> None:
     path.write_text(text)
 
 
+def _quick_columns(spec) -> tuple[int, str]:
+    """A study's runs at its quick scale (its only scale for the quickstart) and that scale's measured
+    time from its ``run_time``, e.g. ``(16, "32 s")``."""
+    from trainlab.study.spec import expand
+
+    scale = "quick" if "quick" in spec.scales else None
+    time = spec.run_time.get(scale or "full", "")
+    return len(expand(spec, scale)), " ".join(time.split()[:2])
+
+
 def _readme_column(records: dict[str, dict]) -> None:
-    """The README's built-in studies table: each study's medium time and verdict counts, or "not run yet"."""
+    """The README's built-in studies table: each study's runs and time at the quick scale (from the
+    study), and its medium time and verdict counts, or "not run yet"."""
+    from trainlab.study import builtin_studies
+
+    specs = {spec.name: spec for spec in builtin_studies()}
     readme = REPO / "README.md"
     rows = []
     for line in readme.read_text().split("\n"):
         match = re.match(r"^\| `([\w-]+)` \|(.*)\| (\d+) \| ([^|]+) \| ([^|]*) \| ([^|]*) \|$", line)
-        if match and match.group(1) != "quickstart":
+        if match and match.group(1) == "quickstart":
+            runs, quick = _quick_columns(specs["quickstart"])
+            line = f"| `quickstart` |{match.group(2)}| {runs} | {quick} | {match.group(5)} | {match.group(6)} |"
+        elif match:
+            runs, quick = _quick_columns(specs[match.group(1)])
             record = records.get(match.group(1))
             counts: dict[str, int] = {}
             for claim in record["claims"] if record else []:
                 counts[claim["verdict"]] = counts.get(claim["verdict"], 0) + 1
             verdicts = ", ".join(f"{n} {v}" for v, n in counts.items()) or "claims judged at full scale only"
             medium = f"{_minutes(record)} min: {verdicts}" if record else "not run yet"
-            line = f"| `{match.group(1)}` |{match.group(2)}| {match.group(3)} | {match.group(4)} | {medium} | {match.group(6)} |"
+            line = f"| `{match.group(1)}` |{match.group(2)}| {runs} | {quick} | {medium} | {match.group(6)} |"
         rows.append(line)
     readme.write_text("\n".join(rows))
 
