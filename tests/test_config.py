@@ -156,3 +156,16 @@ def test_normalize_is_read_as_scaling_and_rho_as_alpha():
         load_config({"data": {"normalize": False, "scaling": "raw"}})
     with pytest.raises(UserError, match="valid choices: per_channel, per_pixel, unit, raw"):
         load_config({}, ["data.scaling=pixel"])
+
+
+def test_each_spelling_of_the_data_folder_is_one_run(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spellings = [str(data), f"{data}/", "../data", "../elsewhere/../data", "~/data"]
+    configs = [load_config({"data": {"name": "mnist", "root": root}}) for root in spellings]
+    assert {c.data.root for c in configs} == {str(data)}
+    assert len({c.run_id() for c in configs}) == 1
+    assert load_config({"data": {"name": "mnist", "root": str(tmp_path / "other")}}).run_id() != configs[0].run_id()

@@ -149,6 +149,13 @@ class DataConfig(Section):
                              f"data {self.name!r} has not; valid choices here: random, last, test")
         return self
 
+    @field_validator("root")
+    @classmethod
+    def _absolute_root(cls, root: str | None) -> str | None:
+        """The data folder as one absolute path (``~`` expanded, ``..`` and links resolved, no trailing
+        ``/``), so each way of spelling it gives the same run, readable from any folder."""
+        return str(Path(root).expanduser().resolve()) if root else root
+
     @model_validator(mode="before")
     @classmethod
     def _normalize_shorthand(cls, data: Any) -> Any:
