@@ -260,6 +260,29 @@ def test_a_constant_the_optimizer_ignores_is_said_once_where_runs_are_planned(op
     assert [str(w.message) for w in caught] == ([warned] if warned else [])
 
 
+BOTH_KINDS = [{"label": "mlp", "set": {"model.hidden": [8]}},
+              {"label": "cnn", "set": {"model.kind": "cnn", "model.blocks": [{"channels": 4}]}}]
+
+
+@pytest.mark.parametrize("axes, warned", [
+    ({"vary": {"model.fc": [[], [512]]}}, ["model.fc is ignored by model kind mlp (it applies to cnn)"]),
+    ({"vary": {"model.shortcut": ["identity", "projection"]}},
+     ["model.shortcut is ignored by model kind mlp (it applies to resnet)"]),
+    ({"variants": BOTH_KINDS}, []),  # each kind's fields set by its own variant only
+    ({"vary": {"model.hidden": [[8], [16]]}}, []),
+])
+def test_a_field_of_another_model_kind_is_said_once_where_runs_are_planned(axes, warned):
+    import warnings
+
+    from trainlab.study.run import plan_study
+
+    study = {"name": "kinds", "base": {"data": {"name": "digits"}, "train": {"epochs": 1}}, "seeds": 2, **axes}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan_study(study)
+    assert [str(w.message) for w in caught] == warned
+
+
 SCRIPT = """
 import json, sys
 import trainlab

@@ -639,12 +639,24 @@ def load_config(
     return validate(raw)
 
 
+KIND_TAKES = {"mlp": {"hidden"}, "cnn": {"blocks", "fc"},
+              "resnet": {"stem_channels", "stages", "shortcut", "block_padding"}}  # the built-in kinds' own fields
+
+
 def warn_of_ignored_constants(configs: Iterable[RunConfig]) -> None:
     """Warn, once per setting, of each constant a configuration sets away from its default that its
-    optimiser does not take (momentum with Adam): not an error, since a study may vary the optimiser over
-    a base written for one of them. Called where runs are planned, not where workers train them."""
+    optimiser does not take (momentum with Adam), and of each field of another built-in model kind it
+    sets (model.fc with an mlp): not an error, since a study may vary the optimiser or the kind over a
+    base written for one of them. Called where runs are planned, not where workers train them."""
     said = set()
+    defaults = ModelConfig().model_dump(mode="json")
     for cfg in configs:
+        model = cfg.model
+        if model.kind in KIND_TAKES:
+            for name in set().union(*KIND_TAKES.values()) - KIND_TAKES[model.kind]:
+                if name in model.model_fields_set and model.model_dump(mode="json")[name] != defaults[name]:
+                    takers = ", ".join(k for k, names in KIND_TAKES.items() if name in names)
+                    said.add(f"model.{name} is ignored by model kind {model.kind} (it applies to {takers})")
         train = cfg.train
         for name, default in OPTIMIZER_DEFAULTS.items():
             value = getattr(train, name)
