@@ -164,6 +164,8 @@ def _add_analyze(commands: argparse._SubParsersAction) -> None:
                          help=f"comma-separated analyses: {', '.join(ANALYSES)} (default: all that apply)")
     for name, kind, metavar, text in described_options():
         analyze.add_argument(flag(name), type=kind, metavar=metavar, help=text)
+    analyze.add_argument("--data-root", metavar="DIR",
+                         help="where the run's data set is now, if it has moved since the run trained")
     _add_store(analyze)
     _add_json(analyze)
 
@@ -276,7 +278,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     options = AnalysisOptions.of(vars(args), flags=True)
     requested_analyses(args.what)  # a mistake in --what first, then a missing store
-    written = analyze(args.run, args.what, store=_existing_store(args), options=options)
+    written = analyze(args.run, args.what, store=_existing_store(args), options=options, data_root=args.data_root)
     if args.json:
         _print_json(written.to_dict(orient="records"))
     else:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -199,6 +200,31 @@ def test_class_names_are_drawn_as_written_not_as_math(tmp_path, capsys):
     assert main([*argv, "--images", "4", "--projection", "pca", "--json"]) == 0, capsys.readouterr().err
     written = {row["analysis"] for row in json.loads(capsys.readouterr().out)}
     assert written == {"confusion", "saliency", "embeddings"}
+
+
+def test_a_run_whose_data_has_moved_is_analysed_with_data_root(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 8), ("test", 4)):
+        for name in ("a", "b"):
+            (tmp_path / "tree" / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).save(
+                    tmp_path / "tree" / split / name / f"{i}.png")
+    run = {"data": {"name": "imagefolder", "root": str(tmp_path / "tree"), "val_size": 0, "cache": False},
+           "model": {"kind": "mlp", "hidden": [8]}, "train": {"epochs": 1, "batch_size": 8}}
+    run_id = fit(run, store=tmp_path / "store").run_id
+    argv = ["analyze", run_id, "--store", str(tmp_path / "store"), "--what", "confusion", "--json"]
+
+    def confusion_data() -> dict[str, bytes]:
+        rows = json.loads(capsys.readouterr().out)
+        return {Path(r["path"]).name: Path(r["path"]).read_bytes() for r in rows if r["kind"] != "figure"}
+    assert main(argv) == 0
+    before = confusion_data()
+    (tmp_path / "tree").rename(tmp_path / "moved")
+    assert main(argv) == 2
+    assert "tree does not exist: pass --data-root DIR" in capsys.readouterr().err
+    assert main([*argv, "--data-root", str(tmp_path / "moved")]) == 0
+    assert confusion_data() == before and before
 
 
 def _trained_model(store, run_id):

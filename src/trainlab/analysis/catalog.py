@@ -516,16 +516,18 @@ def analyze(
     store: str | Path | RunStore = DEFAULT_STORE,
     options: AnalysisOptions | None = None,
     skip_inapplicable: bool = False,
+    data_root: str | Path | None = None,
 ) -> pd.DataFrame:
     """Run analyses on a stored run (its id or a unique prefix) and record what they wrote.
 
     ``what``: names from :data:`ANALYSES` (a list or a comma-separated string); by default
     every analysis that applies to the run's model. One that does not apply is an error, or
-    left out with ``skip_inapplicable``. Returns ``analysis, name, path, kind``.
+    left out with ``skip_inapplicable``. ``data_root``: where the run's data set is now, if it
+    has moved since the run trained. Returns ``analysis, name, path, kind``.
     """
     requested = requested_analyses(what)
     store = store if isinstance(store, RunStore) else RunStore(store)
-    ctx = _context(store, store.resolve(run), options or AnalysisOptions())
+    ctx = _context(store, store.resolve(run), options or AnalysisOptions(), data_root)
     chosen = [a for a in requested or ANALYSES.values() if a.applies.holds(ctx)]
     if not skip_inapplicable:
         for analysis in requested:
@@ -553,8 +555,8 @@ def requested_analyses(what: list[str] | str | None) -> list[Analysis]:
     return [ANALYSES[name] for name in names]
 
 
-def _context(store: RunStore, run_id: str, options: AnalysisOptions) -> Context:
-    """Load the run's config, data and the model of its last checkpoint."""
+def _context(store: RunStore, run_id: str, options: AnalysisOptions, data_root: str | Path | None = None) -> Context:
+    """Load the run's config, data (from ``data_root`` when given) and the model of its last checkpoint."""
     from trainlab.config import load_config
     from trainlab.data import load_data
     from trainlab.models import create_model
@@ -566,7 +568,7 @@ def _context(store: RunStore, run_id: str, options: AnalysisOptions) -> Context:
     state = load_checkpoint(run_dir)
     if state is None:
         raise UserError(f"run {run_id} has no checkpoint yet (status {record['status']}); train it first")
-    data = load_data(config.data)
+    data = load_data(config.data if data_root is None else load_config(config, {"data.root": str(data_root)}).data)
     model = create_model(config.model, data.input_shape, data.num_classes)
     model.load_state_dict(state["model"])
     model.eval()
