@@ -212,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from trainlab.probes.tensorboard import write_tensorboard
 
         write_tensorboard(logdir / result.run_id, result.probes, result.probe_histograms, result.history,
-                          result.curves)
+                          result.curves, replace=True)
     if args.json:
         _print_json({"run_id": result.run_id, "status": result.status, "diverged_step": result.diverged_step,
                      "stopped_early": result.stopped_early, "final": result.final,

@@ -113,6 +113,7 @@ def test_embeddings_of_a_user_layer_and_the_summary_of_a_user_network(tmp_path, 
                        "probes": {"embeddings_at": [1], "embedding_layer": "features.5", "embedding_samples": 40}})
     result = train_run(cfg, run_dir=tmp_path / "run")
     saved = load_embeddings(tmp_path / "run")[1]
+    assert all(np.array_equal(saved[k], v) for k, v in load_embeddings(str(tmp_path / "run"))[1].items())  # a str too
     data = load_data(cfg.data)
     x = data.test.x[torch.from_numpy(saved["indices"])]
     assert saved["features"].shape == (40, 3 * 2 * 2)  # 3 channels of 2 x 2 after two 2x2 pools of 8 x 8

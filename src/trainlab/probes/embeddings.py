@@ -70,10 +70,10 @@ def save_embedding(run_dir: Path, epoch: int, feats: torch.Tensor, labels: torch
     return path
 
 
-def load_embeddings(run_dir: Path) -> dict[int, dict[str, np.ndarray]]:
+def load_embeddings(run_dir: str | Path) -> dict[int, dict[str, np.ndarray]]:
     """Every saved epoch of a run: ``{epoch: {"features", "labels", "indices"}}``, in epoch order."""
     out = {}
-    for path in sorted((run_dir / EMBEDDINGS_DIR).glob("epoch_*.npz")):
+    for path in sorted((Path(run_dir) / EMBEDDINGS_DIR).glob("epoch_*.npz")):
         with np.load(path, allow_pickle=False) as data:
             out[int(path.stem.split("_")[1])] = {k: data[k] for k in data.files}
     return out

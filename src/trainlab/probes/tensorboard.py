@@ -19,8 +19,10 @@ def write_tensorboard(
     histograms: pd.DataFrame | None = None,
     history: pd.DataFrame | None = None,
     curves: pd.DataFrame | None = None,
+    replace: bool = False,
 ) -> Path:
-    """Write TensorBoard event files into ``logdir`` and return it.
+    """Write TensorBoard event files into ``logdir`` and return it; with ``replace``, the event files
+    already there first go (a run written again from the store shows each value once).
 
     ``stats`` and ``histograms`` are :meth:`Probe.frame` and :meth:`Probe.histograms` (tags
     ``grad/fc1.weight/norm``, ...; x axis: training step); ``history`` is a run's per-epoch
@@ -30,6 +32,9 @@ def write_tensorboard(
     from torch.utils.tensorboard import SummaryWriter
 
     logdir = Path(logdir)
+    if replace:
+        for old in logdir.glob("events.out.tfevents.*"):
+            old.unlink()
     with SummaryWriter(str(logdir)) as writer:
         _probe_rows(writer, _rows(stats), _rows(histograms))
         for record in _records(history):

@@ -140,7 +140,7 @@ def _tensorboard_of_earlier_runs(runs: pd.DataFrame, store: RunStore, logdir: Pa
     for run_id in runs.loc[runs["status"].isin(FINISHED), "run_id"]:
         if run_id not in streamed:
             write_tensorboard(logdir / run_id, store.probes(run_id), store.probe_histograms(run_id),
-                              stored_history(store, run_id), store.curves(run_id))
+                              stored_history(store, run_id), store.curves(run_id), replace=True)
 
 
 def _seeds_until_decided(spec: StudySpec, scale: str | None, overrides: list[str] | dict | None,
