@@ -84,7 +84,8 @@ def test_workers_import_the_users_file_and_give_the_local_numbers(tmp_path, exec
     assert (other.runs[metrics].to_numpy() == local.runs[metrics].to_numpy()).all()
 
 
-def test_a_module_vmap_cannot_batch_trains_its_runs_one_by_one_with_a_note(tmp_path):
+@pytest.mark.parametrize("executor", ["local", "processes"])  # a worker's note reaches the driver's warnings
+def test_a_module_vmap_cannot_batch_trains_its_runs_one_by_one_with_a_note(tmp_path, executor):
     gated = NETS + textwrap.dedent("""
         class Gated(TinyNet):
             def forward(self, x):
@@ -95,7 +96,7 @@ def test_a_module_vmap_cannot_batch_trains_its_runs_one_by_one_with_a_note(tmp_p
     study = _study_folder(tmp_path / "study", gated)
     study.write_text(study.read_text().replace("TinyNet", "Gated"))
     with pytest.warns(UserWarning, match=r"ensemble of 2 runs failed \(RuntimeError: .*data-dependent.*one by one"):
-        together = run_study(str(study), store=tmp_path / "together")
+        together = run_study(str(study), store=tmp_path / "together", executor=executor)
     alone = run_study(str(study), store=tmp_path / "alone", ensemble=False)
     assert set(together.runs["status"]) == {"done"} and len(together.runs) == 4
     metrics = ["train_loss", "test_acc"]

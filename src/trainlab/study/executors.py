@@ -244,6 +244,7 @@ def _worker(connection: Connection, lifeline: Connection, threads: int) -> None:
     tqdm.set_lock(threading.RLock())  # not tqdm's default process lock: a killed worker would leak its semaphore
     threading.Thread(target=_exit_with_driver, args=(lifeline,), daemon=True).start()
     relay = Relay(connection.send)
+    relay.relay_warnings()
     while (job := connection.recv()) is not None:
         execute(job, relay, threads=threads)
         connection.send(None)  # the job is done
@@ -325,4 +326,6 @@ def _execute_on_ray(job: list[Task], messages: Any, threads: int) -> None:
     from trainlab.train.record import Relay
 
     reuse_freed_memory()
-    execute(job, Relay(messages.put), threads=threads)
+    relay = Relay(messages.put)
+    relay.relay_warnings()
+    execute(job, relay, threads=threads)

@@ -10,6 +10,7 @@ writer of the store. Training reports to a *sink* with the Recorder's ``epoch``,
 from __future__ import annotations
 
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,10 +92,15 @@ class Recorder:
         for run_id in [r for r in run_ids if r in self.running]:
             self.finish(run_id, status, error=reason)
 
+    def warn(self, message: str) -> None:
+        """A worker's warning, issued again here, where the user sees this process's warnings."""
+        warnings.warn(message, UserWarning, stacklevel=2)
+
     def apply(self, message: tuple[str, tuple]) -> None:
         """Replay a :class:`Relay` message."""
         method, args = message
-        handlers = {"epoch": self.epoch, "probes": self.probes, "curves": self.curves, "finish": self.finish}
+        handlers = {"epoch": self.epoch, "probes": self.probes, "curves": self.curves, "finish": self.finish,
+                    "warn": self.warn}
         handlers[method](*args)
 
     def _changed(self) -> None:
@@ -129,6 +135,20 @@ class Relay:
     def finish(self, run_id: str, status: str, error: str | None = None,
                diverged_step: int | None = None) -> None:
         self.send(("finish", (run_id, status, error, diverged_step)))
+
+    def warn(self, message: str) -> None:
+        self.send(("warn", (message,)))
+
+    def relay_warnings(self) -> None:
+        """Send this worker process's UserWarnings (trainlab's) to the driver instead of printing them."""
+        show = warnings.showwarning
+
+        def relayed(message, category, *args, **kwargs) -> None:  # noqa: ANN001
+            if issubclass(category, UserWarning):
+                self.warn(str(message))
+            else:
+                show(message, category, *args, **kwargs)
+        warnings.showwarning = relayed
 
 
 def failure_reason(error: BaseException) -> str:
