@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from trainlab.analysis.equivariance import (
+    default_shift,
     EQUIVARIANCE_COLUMNS,
     equivariance,
     SHARED_CONV_LAYERS,
@@ -236,3 +237,16 @@ def test_a_known_stride_replaces_the_estimate_where_trimming_misleads_it():
     with torch.no_grad():
         direct = (probe(shift(x, 3, 3)) - shift(probe(x), 3, 3)).abs().mean()
     assert known.frame.set_index("layer").loc["act2", "error"] == pytest.approx(direct.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("first_stride, expected", [(1, 3), (2, 4)])
+def test_the_default_shift_is_one_that_a_layer_is_compared_at(first_stride, expected):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, stride=first_stride, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, stride=2, padding=1))
+    inputs = torch.randn(2, 1, 28, 28)
+    assert default_shift(model, inputs) == expected  # 28 // 8 = 3, raised to a multiple of the first stride
+    compared = equivariance(model, inputs, transform="shift", amount=expected).frame
+    assert compared["layer"].tolist() == ["0"] + (["2"] if expected % (2 * first_stride) == 0 else [])
+    if first_stride == 2:  # the eighth of the width itself compares no layer
+        assert equivariance(model, inputs, transform="shift", amount=3).frame.empty

@@ -96,7 +96,7 @@ class AnalysisOptions:
                                        "or (points - 1) / 3 when fewer than 91)", "P", _one_number)
     tsne_iterations: int = _option(1000, "t-SNE iterations (scikit-learn's max_iter, at least 250)", "N")
     shifts: list[int] | None = _option(None, "shifts in pixels, each down and right (default: width // 8, "
-                                       "at least 1)", "S,S", _list_of(int, "whole pixel counts", "2,4,8"))
+                                       "at least 1, raised to a multiple of the smallest layer stride)", "S,S", _list_of(int, "whole pixel counts", "2,4,8"))
     rotations: list[float] | None = _option(None, "rotations in quarter turns counter-clockwise, 0.5 is 45 "
                                             "degrees (default: 1)", "Q,Q",
                                             _list_of(_number, "quarter turns", "1,0.5"))
@@ -405,7 +405,7 @@ def _equivariance(ctx: Context) -> None:
 def _equivariance_results(ctx: Context, inputs: torch.Tensor) -> list[tuple[str, Any]]:
     """``(figure name, EquivarianceResult)`` per chosen shift and rotation; UserError when one compares
     no layer (a chosen layer whose stride does not divide a shift, say)."""
-    from trainlab.analysis.equivariance import SHARED_CONV_LAYERS, equivariance, shared_conv
+    from trainlab.analysis.equivariance import SHARED_CONV_LAYERS, default_shift, equivariance, shared_conv
 
     options = ctx.options
     if options.equivariance_of == "shared_conv":  # unpadded, stride 1: its maps are only trimmed
@@ -413,7 +413,8 @@ def _equivariance_results(ctx: Context, inputs: torch.Tensor) -> list[tuple[str,
     else:
         model, layers, stride = ctx.model, [options.layer] if options.layer else None, None
     results = []
-    for transform, amounts, unit in (("shift", options.shifts or [max(1, inputs.shape[-1] // 8)], "px"),
+    shifts = options.shifts or [default_shift(model, inputs, layers)]
+    for transform, amounts, unit in (("shift", shifts, "px"),
                                      ("rotate", options.rotations or [1], "deg")):
         for amount in amounts:
             result = equivariance(model, inputs, transform=transform, amount=amount, layers=layers,

@@ -16,6 +16,8 @@ feature map by the same angle.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,8 +153,7 @@ def equivariance(
         if transform == "rotate":
             expected = rotate(features, amount)
         else:
-            sizes = zip(inputs.shape[-2:], features.shape[-2:], strict=True)
-            strides = [stride or max(1, round(size / feature_size)) for size, feature_size in sizes]
+            strides = _strides(inputs, features, stride)
             if dy % strides[0] or dx % strides[1]:
                 skipped[name] = (
                     f"its cumulative stride {strides[0]}x{strides[1]} does not divide the shift ({dy}, {dx})"
@@ -191,6 +192,22 @@ def _shift_amount(amount: Any) -> tuple[int, int]:
     if len(pair) != 2 or not all(isinstance(n, int) for n in pair):
         raise ValueError(f"a shift amount is an int or a pair of ints (dy, dx), got {amount!r}")
     return pair
+
+
+def default_shift(model: nn.Module, inputs: torch.Tensor, layers: Sequence[str] | None = None) -> int:
+    """The shift the analyses take when none is chosen: an eighth of the width (at least 1 pixel), raised
+    to a multiple of the smallest cumulative stride among ``layers`` (default: every conv), so that a
+    network whose first conv has stride 2 still has a layer to compare."""
+    base = max(1, inputs.shape[-1] // 8)
+    features = _features(model, inputs, _layer_names(model, layers)).values()
+    step = min((math.lcm(*_strides(inputs, f)) for f in features if f.ndim == 4), default=1)
+    return -(-base // step) * step
+
+
+def _strides(inputs: torch.Tensor, features: torch.Tensor, stride: int | None = None) -> list[int]:
+    """A layer's cumulative stride per axis: ``stride`` when known, else estimated from its size."""
+    sizes = zip(inputs.shape[-2:], features.shape[-2:], strict=True)
+    return [stride or max(1, round(size / feature_size)) for size, feature_size in sizes]
 
 
 def _features(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, torch.Tensor]:
