@@ -117,10 +117,12 @@ def test_early_stopping_in_a_run():
 def test_fit_with_a_store_skips_a_finished_run(tmp_path):
     first = fit(tiny_config(epochs=2), store=tmp_path)
     again = fit(tiny_config(epochs=2), store=tmp_path)
-    assert again.run_id == first.run_id and again.model is None  # not trained again
+    assert again.run_id == first.run_id and again.reused and not first.reused  # not trained again
     pd.testing.assert_frame_equal(_numbers(first.history), _numbers(again.history), check_dtype=False)
+    trained, stored = first.model.state_dict(), again.model.state_dict()  # the network, from the checkpoint
+    assert trained.keys() == stored.keys() and all(torch.equal(trained[k].cpu(), stored[k]) for k in trained)
     rerun = fit(tiny_config(epochs=2), store=tmp_path, rerun=True)
-    assert rerun.model is not None
+    assert not rerun.reused
 
 
 def test_default_probes_are_recorded_per_epoch_and_stored(tmp_path):
