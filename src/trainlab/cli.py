@@ -544,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as error:  # runs that were training are marked interrupted, and resume
         stop = error if isinstance(error, Interrupted) else Interrupted("SIGINT")
-        print(f"trainlab: interrupted by {stop}; the same command again resumes where it stopped", file=sys.stderr)
+        resumes = "; the same command again resumes where it stopped" if args.command in ("run", "train") else ""
+        print(f"trainlab: interrupted by {stop}{resumes}", file=sys.stderr)
         return stop.exit_code
     except BrokenPipeError:  # the reader went away (trainlab plan X | head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush cannot fail again

@@ -66,3 +66,16 @@ def test_a_study_after_watch_gets_told_where_the_study_goes(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.endswith("argument --watch: expected seconds, got 'study.yaml'; put the study first: "
                         "trainlab status STUDY --watch [SECONDS]")
+
+
+def test_ctrl_c_stops_a_watch_in_one_line_that_promises_no_resume(tmp_path):
+    import signal
+
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(STUDY))
+    RunStore(tmp_path / "store")  # a store, and a study with nothing training: the watch waits
+    watcher = trainlab("status", path, "--store", tmp_path / "store", "--watch", "0.2", "--json")
+    wait_for(lambda: watcher.stdout.readline(), "the first snapshot")
+    watcher.send_signal(signal.SIGINT)
+    code, _, err = finish(watcher, timeout=30)
+    assert code == 130 and err == "trainlab: interrupted by SIGINT\n"
