@@ -305,3 +305,12 @@ def test_a_script_running_a_study_in_processes_needs_the_main_guard(tmp_path, gu
         assert done.returncode == 1 and "bootstrapping" not in done.stderr
         assert ('UserError: script.py line 6 starts worker processes outside `if __name__ == "__main__":`, but each '
                 "worker imports the script again") in done.stderr
+
+
+def test_a_script_on_standard_input_cannot_start_workers_and_says_so(tmp_path):
+    call = f'trainlab.run_study(STUDY, store={str(tmp_path / "s")!r}, executor="processes")'
+    script = SCRIPT + f'if __name__ == "__main__":\n    {call}\n'
+    done = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "ConnectionResetError" not in done.stderr
+    assert "UserError: a script read from standard input cannot start worker processes" in done.stderr
+    assert not set(RunStore(tmp_path / "s").runs()["status"]) & {"failed", "running"}  # refused before training

@@ -138,6 +138,9 @@ def _check_main_guard() -> None:
     if getattr(getattr(main, "__spec__", None), "name", "").endswith("__main__"):
         return  # `python -m package`: multiprocessing does not import a package's __main__ again
     path = getattr(main, "__file__", None)
+    if path == "<stdin>":  # `python - < script`: a worker cannot read the script again
+        raise UserError("a script read from standard input cannot start worker processes, since each worker "
+                        "imports the script again: save it as a file and run that, or use executor local")
     frame = next((f for f in inspect.stack()[1:] if f.function == "<module>" and f.frame.f_globals.get("__name__")
                   == "__main__" and f.filename == path), None)
     if frame is None:  # an interactive session or notebook, `python -m trainlab`, or a call from elsewhere
