@@ -17,7 +17,6 @@ feature map by the same angle.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any

@@ -117,6 +117,9 @@ class Recorder:
             self.fail(list(self.running), failure_reason(error))
 
 
+_SHOW_WARNING = warnings.showwarning  # Python's, before a worker relays its warnings
+
+
 class Relay:
     """A worker's sink: each call becomes a message ``(method, args)`` to ``send``, for :meth:`Recorder.apply`."""
 
@@ -140,14 +143,13 @@ class Relay:
         self.send(("warn", (message,)))
 
     def relay_warnings(self) -> None:
-        """Send this worker process's UserWarnings (trainlab's) to the driver instead of printing them."""
-        show = warnings.showwarning
-
+        """Send this worker process's UserWarnings (trainlab's) to the driver instead of printing them
+        (a Ray worker that runs several tasks relays each task's to that task's driver)."""
         def relayed(message, category, *args, **kwargs) -> None:  # noqa: ANN001
             if issubclass(category, UserWarning):
                 self.warn(str(message))
             else:
-                show(message, category, *args, **kwargs)
+                _SHOW_WARNING(message, category, *args, **kwargs)
         warnings.showwarning = relayed
 
 
