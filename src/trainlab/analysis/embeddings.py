@@ -13,9 +13,15 @@ import torch
 from matplotlib.figure import Figure
 
 from trainlab.errors import UserError, unknown
-from trainlab.probes.embeddings import (  # noqa: F401 (the analysis's public names)
+from trainlab.probes.embeddings import (
     EMBEDDINGS_DIR, check_layer, features, load_embeddings, penultimate_layer, sample_indices, save_embedding,
 )
+
+__all__ = [  # the probe's names are the analysis's public names too
+    "EMBEDDINGS_DIR", "PROJECTIONS", "TSNE_ITERATIONS", "TSNE_MIN_ITERATIONS", "check_layer", "check_tsne",
+    "default_perplexity", "features", "load_embeddings", "penultimate_layer", "plot_embeddings", "project",
+    "sample_indices", "save_embedding",
+]
 
 PROJECTIONS = ("tsne", "pca")
 TSNE_ITERATIONS = 1000  # scikit-learn's default max_iter
