@@ -97,3 +97,37 @@ def test_a_claim_is_held_by_one_holder_at_a_time(tmp_path):
     assert claim is not None and other.claim("r1") is None and other.claim("r2") is not None
     claim.release()
     assert other.claim("r1") is not None
+
+
+def test_probe_rows_come_back_in_forward_order_not_by_name(tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    import trainlab
+    from trainlab.models import create_model
+    from trainlab.probes.measures import gradient_ratio, parameterised_layers
+
+    torch.manual_seed(0)
+    model = create_model({"kind": "mlp", "hidden": [4] * 11, "activation": "sigmoid"}, (1, 2, 2), 3)
+    forward = [name for name, module in model.named_modules() if any(True for _ in module.parameters(False))]
+    assert forward != sorted(forward)  # fc10 and fc11 sort before fc2 by name
+    store = RunStore(tmp_path)
+    store.create_run("deep", {})
+    x, y = torch.randn(16, 1, 2, 2), torch.randint(0, 3, (16,))
+    with trainlab.probe(model, histograms=True) as p:
+        for _ in range(2):  # two epochs' writes, as a run makes them
+            F.cross_entropy(model(x), y).backward()
+            p.step()
+            model.zero_grad()
+            store.log_probes("deep", *p.take())
+    stats, hists = store.probes("deep"), store.probe_histograms("deep")
+    assert parameterised_layers(stats) == forward
+    for frame in (stats, hists):
+        for _, rows in frame[frame["quantity"] == "grad"].groupby("step"):
+            assert list(dict.fromkeys(rows["layer"])) == forward
+    direct = p.frame()  # the probe's own frame, in forward order
+    grads = direct[(direct.quantity == "grad") & (direct.stat == "abs_mean") & (direct.tensor == "weight")]
+    first, last = (grads[grads.layer == layer].set_index("step")["value"] for layer in ("fc1", "out"))
+    assert gradient_ratio(stats) == pytest.approx(float((first / last).median()))
+    store.reset_run("deep")
+    assert store.conn.execute("SELECT COUNT(*) FROM probe_layers").fetchone()[0] == 0

@@ -33,6 +33,11 @@ from trainlab.faults import fault_point
 
 DEFAULT_STORE = "trainlab-runs"
 
+# a run's probe rows, step by step and layer by layer in forward order (by name for runs recorded before
+# probe_layers existed: their positions are NULL)
+_IN_FORWARD_ORDER = ("LEFT JOIN probe_layers l ON l.run_id = s.run_id AND l.layer = s.layer "
+                     "WHERE s.run_id=? ORDER BY s.step, l.position, s.layer")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id        TEXT PRIMARY KEY,
@@ -82,6 +87,12 @@ CREATE TABLE IF NOT EXISTS probe_histograms (
     counts   BLOB NOT NULL,
     edges    BLOB NOT NULL,
     PRIMARY KEY (run_id, step, layer, tensor, quantity)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS probe_layers (
+    run_id   TEXT NOT NULL REFERENCES runs(run_id),
+    layer    TEXT NOT NULL,
+    position INTEGER NOT NULL,  -- order of first appearance in the probes' rows: forward order
+    PRIMARY KEY (run_id, layer)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS study_runs (
     study     TEXT NOT NULL,
@@ -216,6 +227,7 @@ class RunStore:
             self.conn.execute("DELETE FROM artifacts WHERE run_id=?", (run_id,))
             self.conn.execute("DELETE FROM probe_stats WHERE run_id=?", (run_id,))
             self.conn.execute("DELETE FROM probe_histograms WHERE run_id=?", (run_id,))
+            self.conn.execute("DELETE FROM probe_layers WHERE run_id=?", (run_id,))
             self.conn.execute(
                 "UPDATE runs SET status='pending', started=NULL, finished=NULL, duration=NULL, epochs_done=0, "
                 "error=NULL, diverged_step=NULL WHERE run_id=?", (run_id,))
@@ -240,8 +252,16 @@ class RunStore:
 
     def log_probes(self, run_id: str, stats: list[tuple], histograms: list[tuple]) -> None:
         """Upsert probe rows ``(step, layer, tensor, quantity, stat, value)`` and histograms
-        ``(step, layer, tensor, quantity, counts, edges)`` (arrays stored as float32 blobs)."""
+        ``(step, layer, tensor, quantity, counts, edges)`` (arrays stored as float32 blobs).
+
+        A layer's position is the order in which it first appears (a probe gives each quantity's rows in
+        forward order), so :meth:`probes` reads layers in forward order, not by name (fc10 before fc2).
+        """
+        layers = dict.fromkeys([r[1] for r in stats] + [h[1] for h in histograms])
         with self._transaction():
+            self.conn.executemany(
+                "INSERT OR IGNORE INTO probe_layers VALUES (?, ?, (SELECT COUNT(*) FROM probe_layers WHERE run_id=?))",
+                [(run_id, layer, run_id) for layer in layers])
             self.conn.executemany("INSERT OR REPLACE INTO probe_stats VALUES (?, ?, ?, ?, ?, ?, ?)",
                                   [(run_id, int(r[0]), *r[1:5], float(r[5])) for r in stats])
             self.conn.executemany(
@@ -332,16 +352,18 @@ class RunStore:
         return step_frame([tuple(row) for row in rows])
 
     def probes(self, ref: str) -> pd.DataFrame:
-        """A run's probe statistics: ``step, layer, tensor, quantity, stat, value``."""
+        """A run's probe statistics: ``step, layer, tensor, quantity, stat, value``, each step's layers in
+        forward order."""
         return pd.read_sql_query(
-            "SELECT step, layer, tensor, quantity, stat, value FROM probe_stats WHERE run_id=? ORDER BY step",
-            self.conn, params=(self.resolve(ref),))
+            f"SELECT s.step, s.layer, s.tensor, s.quantity, s.stat, s.value FROM probe_stats s {_IN_FORWARD_ORDER}, "
+            "s.tensor, s.quantity, s.stat", self.conn, params=(self.resolve(ref),))
 
     def probe_histograms(self, ref: str) -> pd.DataFrame:
-        """A run's probe histograms: ``step, layer, tensor, quantity, counts, edges`` (numpy arrays)."""
+        """A run's probe histograms: ``step, layer, tensor, quantity, counts, edges`` (numpy arrays), each
+        step's layers in forward order."""
         frame = pd.read_sql_query(
-            "SELECT step, layer, tensor, quantity, counts, edges FROM probe_histograms WHERE run_id=? ORDER BY step",
-            self.conn, params=(self.resolve(ref),))
+            f"SELECT s.step, s.layer, s.tensor, s.quantity, s.counts, s.edges FROM probe_histograms s "
+            f"{_IN_FORWARD_ORDER}, s.tensor, s.quantity", self.conn, params=(self.resolve(ref),))
         for column in ("counts", "edges"):
             frame[column] = frame[column].map(lambda blob: np.frombuffer(blob, np.float32))
         return frame

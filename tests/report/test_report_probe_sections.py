@@ -134,15 +134,15 @@ def test_the_sections_show_what_the_runs_recorded(trained):
     assert 0 < np.mean(lasts) <= 0.25
 
 
-def test_output_gradients_run_in_forward_order(trained):
-    from trainlab.report.build import _forward_ordered, collect
+def test_the_report_reads_each_quantitys_layers_in_forward_order(trained):
+    from trainlab.report.build import collect
 
     store, _ = trained
     data = collect(STUDY, store=store)
-    frames = _forward_ordered(data, data.by_label(data.probes))
-    first = next(iter(frames.values()))[0]
-    layers = list(dict.fromkeys(first.loc[first.quantity == "output_grad", "layer"]))
-    assert layers == ["fc1", "act1", "fc2", "act2", "out"]  # the store keeps them by name
+    first = next(iter(data.by_label(data.probes).values()))[0]
+    for quantity, layers in (("output_grad", ["fc1", "act1", "fc2", "act2", "out"]), ("grad", ["fc1", "fc2", "out"]),
+                             ("activation", ["act1", "act2"])):
+        assert list(dict.fromkeys(first.loc[first.quantity == quantity, "layer"])) == layers  # not act1 before fc1
 
 
 def test_without_the_probes_the_sections_say_which_setting_records_them(trained, tmp_path):

@@ -100,6 +100,10 @@ def _assert_same_run(ours, reference, rtol=2e-4, atol=2e-5):
     merged = ours.probes.merge(reference.probes, on=key, suffixes=("", "_ref"), how="outer", indicator=True)
     assert (merged["_merge"] == "both").all(), merged[merged["_merge"] != "both"].head()
     np.testing.assert_allclose(merged["value"], merged["value_ref"], rtol=1e-3, atol=1e-5)
+    for quantity in set(ours.probes["quantity"]):  # the same forward order of layers, whichever path probed
+        ours_layers, reference_layers = (list(dict.fromkeys(frame.loc[frame["quantity"] == quantity, "layer"]))
+                                         for frame in (ours.probes, reference.probes))
+        assert ours_layers == reference_layers, quantity
     hist_key = ["step", "layer", "tensor", "quantity"]
     assert sorted(map(tuple, ours.probe_histograms[hist_key].values)) == \
         sorted(map(tuple, reference.probe_histograms[hist_key].values))

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from trainlab.capture import capture
-from trainlab.probes.stats import ACTIVATIONS, PROBE_COLUMNS, PROBE_HISTOGRAM_COLUMNS, StepRecord
+from trainlab.probes.stats import ACTIVATIONS, PROBE_COLUMNS, PROBE_HISTOGRAM_COLUMNS, StepRecord, in_forward_order
 
 
 class Probe:
@@ -135,14 +135,15 @@ class Probe:
         """Statistic and histogram rows recorded since the last take; call it after ``optimizer.step()``.
 
         Rows are ``(step, layer, tensor, quantity, stat, value)`` and
-        ``(step, layer, tensor, quantity, counts, edges)``, as in :meth:`frame` and :meth:`histograms`.
+        ``(step, layer, tensor, quantity, counts, edges)``, as in :meth:`frame` and :meth:`histograms`: each
+        step's layers in forward order.
         """
         with torch.no_grad():
             self._finish_update()
         self._drain()
         rows, hists = self._rows[self._taken[0]:], self._hist_rows[self._taken[1]:]
         self._taken = (len(self._rows), len(self._hist_rows))
-        return rows, hists
+        return in_forward_order(rows, self.order), in_forward_order(hists, self.order)
 
     def _flush(self, record: StepRecord) -> None:
         """Bring one probed step to the host in a single transfer."""
@@ -163,19 +164,12 @@ class Probe:
     def frame(self) -> pd.DataFrame:
         """Long-format statistics: ``step, layer, tensor, quantity, stat, value``, layers in forward order."""
         self._drain()
-        frame = pd.DataFrame(self._rows, columns=PROBE_COLUMNS)
-        return self._in_forward_order(frame)
+        return pd.DataFrame(in_forward_order(self._rows, self.order), columns=PROBE_COLUMNS)
 
     def histograms(self) -> pd.DataFrame:
         """Histograms: ``step, layer, tensor, quantity, counts`` (``bins`` values) and ``edges`` (``bins + 1``)."""
         self._drain()
-        frame = pd.DataFrame(self._hist_rows, columns=PROBE_HISTOGRAM_COLUMNS)
-        return self._in_forward_order(frame)
-
-    def _in_forward_order(self, frame: pd.DataFrame) -> pd.DataFrame:
-        position = frame["layer"].map(lambda layer: self.order.get(layer, len(self.order)))
-        return frame.assign(_pos=position).sort_values(["step", "_pos"], kind="stable").drop(columns="_pos") \
-            .reset_index(drop=True)
+        return pd.DataFrame(in_forward_order(self._hist_rows, self.order), columns=PROBE_HISTOGRAM_COLUMNS)
 
 
 def probe(model: nn.Module, every: int = 1, **options) -> Probe:

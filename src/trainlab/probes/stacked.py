@@ -18,7 +18,7 @@ from torch import nn
 
 from trainlab.capture import capture
 from trainlab.config import ProbesConfig
-from trainlab.probes.stats import ACTIVATIONS, StepRecord
+from trainlab.probes.stats import ACTIVATIONS, StepRecord, in_forward_order
 
 
 class StackedProbe:
@@ -37,6 +37,7 @@ class StackedProbe:
         self._shapes: dict[tuple, dict[str, torch.Size]] = {}  # input shape -> each layer's output shape
         self.perturb: dict[str, torch.Tensor] = {}  # layer -> zeros added to its output (inside vmap)
         self._hooks = ExitStack()
+        self._order = {name: i for i, (name, _) in enumerate(base.named_modules())}  # a Sequential's forward order
         activations = [name for name, module in base.named_modules() if isinstance(module, ACTIVATIONS)]
         self.outputs = [name for name, module in base.named_modules() if name and (
             isinstance(module, ACTIVATIONS) or any(True for _ in module.parameters(recurse=False)))] \
@@ -111,7 +112,7 @@ class StackedProbe:
     def take(self) -> list[tuple[list[tuple], list[tuple]]]:
         """Each model's statistic and histogram rows since the last take (as :meth:`Probe.take`)."""
         taken, self._rows = self._rows, [([], []) for _ in range(self.n_models)]
-        return taken
+        return [(in_forward_order(rows, self._order), in_forward_order(hists, self._order)) for rows, hists in taken]
 
     def close(self) -> None:
         """Remove the hooks."""

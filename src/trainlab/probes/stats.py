@@ -228,6 +228,12 @@ class StepRecord:
         return out
 
 
+def in_forward_order(rows: list[tuple], order: dict[str, int]) -> list[tuple]:
+    """``(step, layer, ...)`` rows sorted by step, then by each layer's position in ``order`` (stable;
+    layers not in it last), so that a store reading layers in order of first appearance reads them forward."""
+    return sorted(rows, key=lambda row: (row[0], order.get(row[1], len(order))))
+
+
 def _tensor_histogram(t: torch.Tensor, bins: int, log_magnitude: bool, stacked: bool) -> tuple:
     """Histogram of a tensor's values, or of log10 |values| over ``LOG_RANGE``; per model for a stack."""
     x = t.detach().abs().clamp_min(1e-30).log10() if log_magnitude else t.detach()

@@ -323,7 +323,7 @@ def _activation_derivatives(data: StudyData, options: dict) -> list:
     probes = _with_quantity(data.by_label(data.probes), "derivative")
     if not probes:
         return [Text("No activation derivatives were recorded: train with probes.derivatives: true.")]
-    layers = list(dict.fromkeys(layer for frames in _forward_ordered(data, probes).values() for f in frames
+    layers = list(dict.fromkeys(layer for frames in probes.values() for f in frames
                                 for layer in f.loc[f["quantity"] == "derivative", "layer"]))
     if options.get("layer") is not None:
         if options["layer"] not in layers:
@@ -350,7 +350,7 @@ def _output_gradients(data: StudyData, options: dict) -> list:
     if stat not in TENSOR_STATS:
         raise unknown("stat of report section output_gradients:", stat, TENSOR_STATS)
     return [_picture("output_gradients",
-                     figs.layer_means(_forward_ordered(data, probes), data.colours, "output_grad", stat),
+                     figs.layer_means(probes, data.colours, "output_grad", stat),
                      f"Gradient of the loss with respect to each layer's output (dL/dh): its {stat} per layer, "
                      "input to output, averaged over probed steps and seeds.")]
 
@@ -615,22 +615,6 @@ def _with_quantity(frames_by_label: dict[str, list[pd.DataFrame]], quantity: str
     """Each variant's frames that have rows of ``quantity``; variants without any are left out."""
     out = {label: [f for f in frames if (f["quantity"] == quantity).any()] for label, frames in frames_by_label.items()}
     return {label: frames for label, frames in out.items() if frames}
-
-
-def _forward_ordered(data: StudyData, frames_by_label: dict[str, list[pd.DataFrame]]) -> dict[str, list[pd.DataFrame]]:
-    """Each variant's frames with each step's rows in the forward order of its network (the store sorts by name)."""
-    from trainlab.config import load_config
-    from trainlab.models import create_model
-
-    out = {}
-    for label, frames in frames_by_label.items():
-        run_id = _first_run(data, label)
-        shape, classes, _ = data.inputs[run_id]
-        model = create_model(load_config(data.configs[run_id]).model, shape, classes)
-        order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-        out[label] = [f.assign(_pos=f["layer"].map(order)).sort_values(["step", "_pos"], kind="stable")
-                      .drop(columns="_pos") for f in frames]
-    return out
 
 
 DERIVATIVE_COLUMNS = {"mean": "mean f'(z)", "min": "min", "max": "max", "vanishing_frac": "fraction under 0.01"}
