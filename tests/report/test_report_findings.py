@@ -160,10 +160,25 @@ def test_not_training(final_loss, final_acc, fires):
     if fires:
         assert chosen[0].numbers == {
             "first_train_loss": pytest.approx(2.3), "final_train_loss": pytest.approx(2.2),
-            "loss_ratio": pytest.approx(2.2 / 2.3), "final_train_acc": pytest.approx(0.12),
-            "chance": 0.1, "seeds": 2}
-        assert "from 2.3 in the first epoch to 2.2 (down 4.35%)" in chosen[0].text
+            "loss_ratio": pytest.approx(2.2 / 2.3), "uniform_guess_loss": pytest.approx(np.log(10)),
+            "final_train_acc": pytest.approx(0.12), "chance": 0.1, "seeds": 2}
+        assert "from 2.3 in the first epoch to 2.2 (down 4.35%), and" in chosen[0].text
         assert "means over 2 seeds" in chosen[0].text
+
+
+@pytest.mark.parametrize("final_loss, fires, says", [
+    (2.35, True, "no better than the 2.3 of a uniform guess over 10 classes"),
+    (2.2, True, "within 5% of the 2.3 of a uniform guess over 10 classes"),  # 2.2 >= 0.95 ln 10 = 2.19
+    (2.15, False, ""),  # below 0.95 ln 10: the net predicts better than a uniform guess
+])
+def test_not_training_after_a_first_epoch_that_spiked_is_judged_against_a_uniform_guess(final_loss, fires, says):
+    runs = make_runs([("a", 0, "done", {})])
+    histories = {"a-0": make_history([2.76, 2.5, final_loss], [0.1, 0.1, 0.095])}  # 0.85x the first epoch's loss
+    chosen = of_kind(find(runs, histories, {}), "not_training")
+    assert len(chosen) == int(fires)
+    if fires:
+        assert f"the train loss ended at {final_loss:g} (down " in chosen[0].text and says in chosen[0].text
+        assert chosen[0].numbers["uniform_guess_loss"] == pytest.approx(np.log(10))
 
 
 def test_not_training_uses_num_classes_for_chance():

@@ -24,7 +24,7 @@ VANISHING_RATIO = 1e-2  # first/last layer mean |weight gradient| below this: in
 EXPLODING_RATIO = 1e2  # ... above this: the input side gets 100x the output layer's gradient
 EXPLODING_GROWTH = 1e3  # gradient norm at the last probed step / at the first above this: blowing up
 DEAD_FRAC = 0.5  # more than half of a layer's units zero for a whole batch: most of the layer does nothing
-NOT_TRAINING_LOSS = 0.95  # final train loss still >= 95% of the first epoch's: the loss barely moved ...
+NOT_TRAINING_LOSS = 0.95  # final train loss >= 95% of the first epoch's, or of ln(classes) (a uniform guess's) ...
 CHANCE_MARGIN = 0.05  # ... and the final train accuracy within 0.05 of chance (1 / num_classes)
 OVERFIT_RISE = 0.10  # final validation loss more than 10% above its minimum ...
 OVERFIT_AFTER = 2  # ... reached at least 2 epochs before the end (not one late jump) ...
@@ -237,7 +237,8 @@ def _divergence(label: str, group: pd.DataFrame) -> list[Finding]:
 
 def _not_training(label: str, curve: pd.DataFrame, n: int, num_classes: int,
                   best: tuple[str, float] | None) -> list[Finding]:
-    """Not training: the train loss barely moved and the accuracy is at chance. Barely training: the
+    """Not training: the accuracy is at chance and the train loss barely moved or ended no better than
+    a uniform guess's ln(num_classes) (after a first epoch that spiked above it). Barely training: the
     accuracy is less than :data:`BARELY` of the way from chance to the best variant's (``best``: its
     label and mean final train accuracy), when that variant clearly learns."""
     if len(curve) < 2 or not {"train_loss", "train_acc"} <= set(curve.columns):
@@ -246,12 +247,17 @@ def _not_training(label: str, curve: pd.DataFrame, n: int, num_classes: int,
     acc, chance = curve["train_acc"].iloc[-1], 1 / num_classes
     ratio = final / first
     name, means = _name(label), f"means over {_seeds(n)}"
-    if ratio >= NOT_TRAINING_LOSS and abs(acc - chance) <= CHANCE_MARGIN:
-        text = (f"{name}: not training: the train loss went from {_g(first)} in the first epoch to {_g(final)} "
-                f"({_change(ratio)}) and the final train accuracy {_g(acc)} is within {CHANCE_MARGIN:g} of "
-                f"chance ({_g(chance)}) ({means}).")
+    uniform = math.log(num_classes)  # the cross-entropy of predicting every class equally
+    if (ratio >= NOT_TRAINING_LOSS or final >= NOT_TRAINING_LOSS * uniform) and abs(acc - chance) <= CHANCE_MARGIN:
+        loss = (f"the train loss went from {_g(first)} in the first epoch to {_g(final)} ({_change(ratio)})"
+                if ratio >= NOT_TRAINING_LOSS else
+                f"the train loss ended at {_g(final)} ({_change(ratio)} from the first epoch's {_g(first)}), "
+                + ("no better than" if final >= uniform else f"within {1 - NOT_TRAINING_LOSS:.0%} of")
+                + f" the {_g(uniform)} of a uniform guess over {num_classes} classes")
+        text = (f"{name}: not training: {loss}, and the final train accuracy {_g(acc)} is within "
+                f"{CHANCE_MARGIN:g} of chance ({_g(chance)}) ({means}).")
         numbers = {"first_train_loss": first, "final_train_loss": final, "loss_ratio": ratio,
-                   "final_train_acc": acc, "chance": chance, "seeds": float(n)}
+                   "uniform_guess_loss": uniform, "final_train_acc": acc, "chance": chance, "seeds": float(n)}
         return [Finding("not_training", label, text, numbers, FIGURES["not_training"])]
     if best is None or best[0] == label or best[1] - chance < CLEARLY_LEARNS:
         return []
