@@ -111,3 +111,22 @@ def test_plot_filters_saves_a_png_with_two_panels():
     assert image.format == "PNG" and image.width > 100 and image.height > 50
     gray = plot_filters(nn.Conv2d(1, 8, 3).weight)
     assert gray.axes[0].get_images()[0].get_array().ndim == 2
+
+
+def test_single_value_kernels_get_the_raw_grid_only_and_the_brightest_stands_out_from_the_separators():
+    weight = torch.linspace(-1, 1, 25).reshape(25, 1, 1, 1)  # 1x1 kernels of one input channel, filter 24 the largest
+    fig = plot_filters(weight)
+    assert len(fig.axes) == 1  # scaled one by one, every kernel would be the same grey
+    ax = fig.axes[0]
+    image = ax.get_images()[0]
+    grid = image.get_array()
+    assert grid.shape == filter_grid(weight, "global").shape[:2]
+    assert grid.mask[0, 0] and not grid.mask[-2, -2]  # separators are masked, the last tile is filter 24
+    assert grid[-2, -2] == 1.0
+    brightest, separator = image.to_rgba(grid)[-2, -2], image.to_rgba(grid)[0, 0]
+    np.testing.assert_allclose(brightest, [1, 1, 1, 1])
+    assert not np.allclose(separator, brightest)
+    # numbered: tile (row 4, column 4) is 20 + 4
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0", "5", "10", "15", "20"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["+0", "+1", "+2", "+3", "+4"]
+    assert ax.get_xticks()[4] == pytest.approx(4 * 2 + 1) and ax.get_yticks()[4] == pytest.approx(4 * 2 + 1)

@@ -483,7 +483,8 @@ def _embeddings(ctx: Context) -> None:
 
 ANALYSES: dict[str, Analysis] = {a.name: a for a in [
     Analysis("filters", _filters, applies=HAS_CONV,
-             captions={"filters": "first convolution layer's filters, raw and each normalised"}),
+             captions={"filters": "first convolution layer's filters, raw and each normalised; a filter's number "
+                                 "is its row's label plus its column's"}),
     Analysis("neurons", _neurons, options=("layer", "channels", "rows", "top_k"), applies=PLAIN_CONV_CHAIN,
              captions={"neurons": "test image patches that excite {neurons} most, "
                                   "under each neuron's receptive field"}),
