@@ -11,6 +11,7 @@ import torch
 from trainlab.cli import main
 from trainlab.train.bookkeeping import TIMING
 from trainlab.store import RunStore
+from trainlab.study import plan_study
 from trainlab.train import fit
 
 TINY = ["data.name=synthetic", "data.val_size=64", "model.hidden=[32]", "train.batch_size=32"]
@@ -219,6 +220,27 @@ def test_status_names_its_store_and_shows_a_dash_for_runs_without_an_epoch(tmp_p
 def test_plan_shows_base_where_a_variant_leaves_a_key_alone(capsys):
     code, out, _ = run_cli(capsys, "plan", "001-activations")
     assert code == 0 and "NaN" not in out and "(base)" in out
+
+
+def test_plan_with_a_store_says_how_many_runs_of_each_variant_are_finished(tmp_path, capsys):
+    study = {"name": "tiny", "base": {"data": {"name": "digits"}, "model": {"hidden": [16]}, "train": {"epochs": 1}},
+             "vary": {"model.output_softmax": [True, False]}, "seeds": 2}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    store = tmp_path / "store"
+    code, out, _ = run_cli(capsys, "plan", str(path), "--store", str(store))
+    assert code == 0 and "finished" not in out and not store.exists()  # plan never makes a store
+    values = {line.split()[0]: line.split()[1] for line in out.splitlines() if line.strip().startswith("output_")}
+    assert values == {"output_softmax=true": "true", "output_softmax=false": "false"}  # as the study file writes it
+    assert run_cli(capsys, "run", str(path), "--store", str(store), "--no-report", "--set", "train.epochs=1",
+                   "--json")[0] == 0  # same runs: --set of a base value leaves the run ids alone
+    RunStore(store).reset_run(plan_study(study)[1][0].run_id)  # one run of the first variant to train again
+    code, out, _ = run_cli(capsys, "plan", str(path), "--store", str(store))
+    assert f"3 of them finished in store {store}; `trainlab run` trains the other 1" in out
+    rows = {line.split()[0]: line.split()[-1] for line in out.splitlines() if line.strip().startswith("output_")}
+    assert rows == {"output_softmax=true": "1/2", "output_softmax=false": "2/2"}
+    code, out, _ = run_cli(capsys, "plan", str(path), "--store", str(store), "--json")
+    assert [g["finished"] for g in json.loads(out)["groups"]] == ["1/2", "2/2"]
 
 
 def test_runs_lists_each_runs_study_and_variant_and_train_says_it_reused_a_stored_run(tmp_path, capsys):

@@ -97,8 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("study", metavar="STUDY", help="a study YAML file or the name of a built-in study")
         sub.add_argument("--scale", metavar="NAME", help="a scale the study defines, e.g. quick or full")
         _add_overrides(sub, "dotted overrides applied to the study's base configuration")
-        if name != "plan":
-            _add_store(sub)
+        _add_store(sub)
         if name == "status":
             sub.add_argument("--watch", type=_watch_seconds, nargs="?", const=2.0, metavar="SECONDS",
                              help="a live view of the study (any executor, any process) refreshed every "
@@ -318,11 +317,18 @@ def _model_spec(text: str) -> dict[str, Any] | str:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from trainlab.study import plan_study
+    from trainlab.study.claims import show_value
     from trainlab.study.verdicts import statement
 
     spec, runs = plan_study(args.study, args.scale, _overrides_with_data_root(args))
     groups = pd.DataFrame([{"label": r.label or "base", **r.overrides} for r in runs]).drop_duplicates("label")
     seeds = sorted({r.seed for r in runs})
+    stored = (Path(args.store) / "trainlab.db").exists()  # plan reads a store, never makes one
+    if stored:
+        status = RunStore(args.store).status_of([r.run_id for r in runs])
+        ended = pd.Series([status.get(r.run_id) in FINISHED for r in runs])
+        counts = ended.groupby([r.label or "base" for r in runs]).agg(["sum", "count"])
+        groups["finished"] = [f"{counts.loc[label, 'sum']}/{counts.loc[label, 'count']}" for label in groups["label"]]
     claims = [statement(claim) for claim in spec.claims]
     adaptive = spec.adaptive
     if args.json:
@@ -332,8 +338,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0
     print(f"{spec.name}: {spec.question}".rstrip(": "))
     more = f"; seeds are added to undecided variants, up to {adaptive.max} each" if adaptive else ""
-    print(f"{len(runs)} runs = {len(groups)} configurations x {len(seeds)} seeds {seeds}{more}\n")
-    print(groups.to_string(index=False, na_rep="(base)"))  # a variant that leaves a key at the base value
+    print(f"{len(runs)} runs = {len(groups)} configurations x {len(seeds)} seeds {seeds}{more}")
+    if stored:
+        print(f"{int(ended.sum())} of them finished in store {args.store}; `trainlab run` trains the other "
+              f"{len(runs) - int(ended.sum())}")
+    print()
+    shown = groups.assign(**{key: groups[key].map(lambda v: v if v is None or v != v else show_value(v))
+                             for key in groups.columns if key not in ("label", "finished")})
+    print(shown.to_string(index=False, na_rep="(base)"))  # values as a study file writes them (true, not True)  # a variant that leaves a key at the base value
     if claims:
         print("\nclaims:\n" + "\n".join(f"  {i}. {text}" for i, text in enumerate(claims, start=1)))
     return 0

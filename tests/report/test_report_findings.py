@@ -462,3 +462,15 @@ def test_no_factor_findings_without_every_combination_or_a_second_factor():
     runs = _two_factor_runs({("sgd", 0.001): 0.40, ("sgd", 0.01): 0.60, ("adam", 0.001): 0.90})
     assert not of_kind(find(runs, {}, {}, factors=["train.optimizer", "train.lr"]), "factor_effect")
     assert not of_kind(find(runs, {}, {}, factors=["train.optimizer"]), "factor_effect")
+
+
+def test_factor_levels_are_written_as_a_study_file_writes_them():
+    rng = np.random.default_rng(1)
+    runs = make_runs([(f"bn={bn}, dropout={p}", seed, "done",
+                       {"model.batch_norm": bn, "model.dropout": p, "test_acc": 0.6 + 0.2 * bn - 0.1 * p
+                        + rng.normal(0, 0.005)})
+                      for bn in (True, False) for p in (0.0, 0.5) for seed in range(3)])
+    findings = find(runs, {}, {}, factors=["model.batch_norm", "model.dropout"])
+    assert only(findings, "factor_effect", "model.batch_norm").text.startswith(
+        "model.batch_norm: true gives the highest mean test accuracy at every setting of model.dropout")
+    assert "(model.batch_norm=true: 0.0 by" in only(findings, "factor_effect", "model.dropout").text

@@ -34,6 +34,7 @@ from trainlab.report.document import Document, Gallery, Picture, Section, Table,
 from trainlab.report.findings import find
 from trainlab.stats import DEFAULT_METRICS, MIN_CI_SEEDS, higher_is_better, summarize
 from trainlab.store import DEFAULT_STORE, FINISHED, FileLock, RunStore
+from trainlab.study.claims import show_value
 from trainlab.study.report_sections import SECTIONS, section_options
 from trainlab.study.run import StudyResult, load_study
 from trainlab.study.verdicts import VERDICTS, quotes, verdict_table
@@ -152,8 +153,10 @@ def _variants(data: StudyData, options: dict) -> list:
         finished=("status", lambda s: f"{int((s == 'done').sum())}/{len(s)}"),
     ).reset_index()
     for key in columns[1:]:
-        table[key] = table[key].map(lambda v: "–" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
-    return [Table(table.rename(columns={"label": "variant"}), "What varies between the variants, and their seeds.")]
+        table[key] = table[key].map(lambda v: "(base)" if v is None or (isinstance(v, float) and pd.isna(v))
+                                    else show_value(v))  # as the study file writes it
+    return [Table(table.rename(columns={"label": "variant"}), "What varies between the variants, and their seeds; "
+                  "(base): the variant leaves the setting at the study's base value.")]
 
 
 def _summary_table(data: StudyData, metrics: list[str]) -> Table:

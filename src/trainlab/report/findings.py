@@ -19,6 +19,7 @@ from trainlab.probes.measures import dead_fractions, gradient_growth, gradient_r
 from trainlab.stats import (
     MIN_CI_SEEDS, Comparison, best_versus_rest, factorial_anova, higher_is_better, mean_ci, seeds_needed,
 )
+from trainlab.study.claims import show_value
 
 VANISHING_RATIO = 1e-2  # first/last layer mean |weight gradient| below this: input side learns 100x slower
 EXPLODING_RATIO = 1e2  # ... above this: the input side gets 100x the output layer's gradient
@@ -124,10 +125,10 @@ def _factor_effects(runs: pd.DataFrame, factors: Sequence[str], metric: str, alp
     setting of the others (and by how much at each) or which level wins where, with the p of its main
     effect and of its interactions (type II ANOVA, Holm-corrected over the terms)."""
     done = runs[(runs["status"] == "done") & runs[metric].notna()] if metric in runs.columns else runs.iloc[:0]
-    factors = [f for f in factors if f in done.columns and done[f].notna().all() and done[f].map(str).nunique() > 1]
+    factors = [f for f in factors if f in done.columns and done[f].notna().all() and done[f].map(show_value).nunique() > 1]
     if len(factors) < 2:
         return []
-    levels = done[factors].map(str)
+    levels = done[factors].map(show_value)  # as a study file and claims write them: true, not True
     cells = levels.drop_duplicates()
     if len(cells) < math.prod(levels[f].nunique() for f in factors):  # not every combination was run
         return []
