@@ -86,6 +86,8 @@ def test_zero_padding_and_zero_fill_err_only_at_the_border():
         assert error_map[2 + margin : -margin, 3 + margin : -margin].max() < 1e-6  # interior
         assert error_map[:2].min() > 1e-3 and error_map[:, :3].min() > 1e-3  # where zeros came in
         assert error_map[-1, 4:-1].min() > 1e-3  # where the shifted image met the zero padding
+        row = result.frame.set_index("layer").loc[name]
+        assert 0 < row.relative_error_unfilled < row.relative_error  # the band left out, the padded edge kept
     # the first layer's numbers, computed directly
     conv = model[0]
     with torch.no_grad():
@@ -95,6 +97,26 @@ def test_zero_padding_and_zero_fill_err_only_at_the_border():
         assert row.error == pytest.approx(difference.mean().item(), rel=1e-5)
         relative = difference.mean() / conv(x).abs().mean()
         assert row.relative_error == pytest.approx(relative.item(), rel=1e-5)
+
+
+def test_the_unfilled_error_leaves_out_exactly_where_the_shifted_in_zeros_reach():
+    torch.manual_seed(7)
+    model = shared_conv(1, seed=3)  # unpadded, stride 1: the zeros are the only thing a shift changes
+    x = torch.randn(4, 1, 20, 20)
+    result = equivariance(model, x, "shift", (5, 2), layers=list(SHARED_CONV_LAYERS), stride=1)
+    with torch.no_grad():
+        act1 = torch.relu(model.conv(x))
+        features = {"act1": act1, "act2": torch.relu(model.conv(act1))}
+    for name in SHARED_CONV_LAYERS:
+        row = result.frame.set_index("layer").loc[name]
+        error_map = result.maps[name]
+        assert error_map[5:, 2:].max() < 1e-6 and error_map[:5].max() > 1e-3  # all the error is in the band
+        assert row.relative_error > 0.01 and row.relative_error_unfilled < 1e-6
+        assert row.relative_error == pytest.approx((error_map.mean() / features[name].abs().mean()).item(), rel=1e-4)
+    rotated = equivariance(model, x, "rotate", 1, layers=list(SHARED_CONV_LAYERS), stride=1).frame
+    assert (rotated.relative_error_unfilled == rotated.relative_error).all()
+    circular = equivariance(circular_net(), torch.randn(2, 2, 12, 12), "shift", 3, circular=True).frame
+    assert (circular.relative_error_unfilled == circular.relative_error).all()
 
 
 def strided_net():
@@ -179,8 +201,10 @@ def test_plot_equivariance_panels():
     titles = [ax.get_title() for ax in fig.axes]
     assert fig._suptitle.get_text() == "Equivariance to a shift by (3, 0)"
     assert titles[:2] == ["input", "transformed input"]
+    row = result.frame.iloc[0]
     assert titles[3:6] == ["0: features of transformed input", "0: transformed features",
-                           f"mean |difference| (relative {result.frame.relative_error[0]:.2g})"]
+                           f"mean |difference| (relative {row.relative_error:.2g};\n"
+                           f"{row.relative_error_unfilled:.2g} where the shifted-in zeros do not reach)"]
     shown = np.asarray(fig.axes[1].images[0].get_array())
     np.testing.assert_allclose(shown[3:], image[:-3].numpy() / 255.0, atol=1e-6)
     np.testing.assert_allclose(np.asarray(fig.axes[5].images[0].get_array()), result.maps["0"].numpy())

@@ -34,7 +34,7 @@ from trainlab.errors import UserError, unknown
 
 TRANSFORMS = ("shift", "rotate")
 DEFAULT_AMOUNT = {"shift": 4, "rotate": 1}
-EQUIVARIANCE_COLUMNS = ["layer", "transform", "amount", "error", "relative_error"]
+EQUIVARIANCE_COLUMNS = ["layer", "transform", "amount", "error", "relative_error", "relative_error_unfilled"]
 
 
 def shift(x: torch.Tensor, dy: int, dx: int, circular: bool = False) -> torch.Tensor:
@@ -93,7 +93,9 @@ class EquivarianceResult:
     """What :func:`equivariance` measured.
 
     ``frame``: one row per compared layer (``EQUIVARIANCE_COLUMNS``): ``error`` is the mean
-    |f(T(x)) - T'(f(x))|, ``relative_error`` that divided by the mean |f(x)|.
+    |f(T(x)) - T'(f(x))|, ``relative_error`` that divided by the mean |f(x)|, ``relative_error_unfilled``
+    the same over the positions that the zeros a shift brings in do not reach (every position for a
+    rotation or a circular shift; NaN when the zeros reach every position).
     ``maps``: per layer, the H x W mean of |f(T(x)) - T'(f(x))| over examples and channels.
     ``features``: per layer, the first example's C x H x W ``(f(T(x)), T'(f(x)))``.
     ``skipped``: layers not compared, with the reason.
@@ -131,9 +133,14 @@ def equivariance(
         raise unknown("transform", transform, TRANSFORMS)
     amount = DEFAULT_AMOUNT[transform] if amount is None else amount
     names = _layer_names(model, layers)
+    loud_runs: list[dict[str, torch.Tensor]] = []
     if transform == "shift":
         dy, dx = _shift_amount(amount)
         moved_inputs = shift(inputs, dy, dx, circular)
+        if not circular:  # loud values (of both signs) where zeros came in: the positions that change are reached
+            band = shift(torch.ones_like(inputs[:1]), dy, dx) == 0
+            loud = 1e3 * (1 + inputs.abs().max())
+            loud_runs = [_features(model, torch.where(band, sign * loud, moved_inputs), names) for sign in (1, -1)]
     else:
         moved_inputs = rotate(inputs, amount)
     plain, moved = _features(model, inputs.clone(), names), _features(model, moved_inputs, names)
@@ -166,8 +173,15 @@ def equivariance(
             )
             continue
         difference = (actual - expected).abs()
-        error = difference.mean()
-        rows.append((name, transform, amount, error.item(), (error / features.abs().mean()).item()))
+        error, scale = difference.mean(), features.abs().mean()
+        unfilled = difference
+        if loud_runs:  # also leave out the band that the shifted features bring in as zeros
+            untouched = shift(torch.ones_like(features[:1, :1]), dy // strides[0], dx // strides[1])[0, 0] != 0
+            for run in loud_runs:
+                untouched &= ((run[name] - actual).abs() <= 1e-4 * (1 + actual.abs())).all(dim=0).all(dim=0)
+            unfilled = difference[..., untouched]
+        rows.append((name, transform, amount, error.item(), (error / scale).item(),
+                     (unfilled.mean() / scale).item() if unfilled.numel() else math.nan))
         maps[name] = difference.mean(dim=(0, 1))
         pairs[name] = (actual[0], expected[0])
     frame = pd.DataFrame(rows, columns=EQUIVARIANCE_COLUMNS)
@@ -236,10 +250,12 @@ def plot_equivariance(result: EquivarianceResult, image: Any = None, channel: in
         actual, expected = (f.float().mean(dim=0).cpu().numpy() for f in pair)
         low, high = min(actual.min(), expected.min()), max(actual.max(), expected.max())
         error = result.frame.set_index("layer").loc[name]
+        unfilled = ("" if error.relative_error_unfilled == error.relative_error else
+                    f";\n{error.relative_error_unfilled:.2g} where the shifted-in zeros do not reach")
         panels = [
             (actual, f"{name}: features of transformed input", "viridis", low, high),
             (expected, f"{name}: transformed features", "viridis", low, high),
-            (result.maps[name].cpu().numpy(), f"mean |difference| (relative {error.relative_error:.2g})",
+            (result.maps[name].cpu().numpy(), f"mean |difference| (relative {error.relative_error:.2g}{unfilled})",
              "magma", 0, None),
         ]
         for ax, (values, title, cmap, vmin, vmax) in zip(ax_row, panels, strict=True):
