@@ -222,6 +222,16 @@ def test_plan_shows_base_where_a_variant_leaves_a_key_alone(capsys):
     assert code == 0 and "NaN" not in out and "(base)" in out
 
 
+def test_run_labels_the_runs_of_a_study_without_variants_base_as_the_report_does(tmp_path, capsys):
+    study = {"name": "one", "base": {"data": {"name": "digits"}, "model": {"hidden": [8]}, "train": {"epochs": 1}}}
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(study))
+    code, out, _ = run_cli(capsys, "run", str(path), "--store", str(tmp_path), "--no-report")
+    run_id = plan_study(study)[1][0].run_id
+    (row,) = [line.split() for line in out.splitlines() if line.startswith(run_id)]
+    assert code == 0 and row[1:4] == ["base", "0", "done"]
+
+
 def test_plan_with_a_store_says_how_many_runs_of_each_variant_are_finished(tmp_path, capsys):
     study = {"name": "tiny", "base": {"data": {"name": "digits"}, "model": {"hidden": [16]}, "train": {"epochs": 1}},
              "vary": {"model.output_softmax": [True, False]}, "seeds": 2}

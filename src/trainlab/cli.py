@@ -369,7 +369,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json({"runs": result.runs.to_dict(orient="records"), "report": report and str(report),
                      "claims": [v.as_dict() for v in result.verdicts]})
         return _exit_code(result.runs)
-    code = _print_study(result.runs, False, report)
+    code = _print_study(result.runs.assign(label=result.runs["label"].replace("", "base")), report)
     _print_verdicts(result)
     return code
 
@@ -441,7 +441,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     empty = store.conn.execute("SELECT 1 FROM runs LIMIT 1").fetchone() is None
     print(f"store: {args.store}" + (" (it holds no runs at all: is it the store the study was run into?)"
                                     if empty else ""))
-    code = _print_study(frame, False)
+    code = _print_study(frame)
     _print_verdicts(result)
     return code
 
@@ -513,10 +513,7 @@ def _exit_code(frame: pd.DataFrame) -> int:
     return 0 if set(frame["status"]) <= set(FINISHED) else 1
 
 
-def _print_study(frame: pd.DataFrame, as_json: bool, report: Path | None = None) -> int:
-    if as_json:
-        _print_json(frame.to_dict(orient="records"))
-        return 0
+def _print_study(frame: pd.DataFrame, report: Path | None = None) -> int:
     columns = [c for c in ("run_id", "label", "seed", "status", "epochs", "train_loss", "val_acc", "test_acc")
                if c in frame.columns]
     print(_table(frame[columns], "{:.4f}"))
