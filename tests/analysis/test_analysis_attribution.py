@@ -7,7 +7,8 @@ import torch
 from captum.attr import GuidedBackprop, NeuronGuidedBackprop, Saliency
 from torch import nn
 
-from trainlab.analysis.attribution import guided_backprop, plot_attributions, saliency
+from trainlab.analysis.attribution import SIDE_BY_SIDE_PAIRS, guided_backprop, plot_attributions, saliency
+from trainlab.report.figures import overlapping_texts
 from trainlab.errors import UserError
 from trainlab.models.registry import create_model
 
@@ -259,3 +260,26 @@ def test_plot_attributions_lays_out_a_grid_with_row_titles():
     assert len(partial.axes) == 12 and not partial.axes[-1].axison and not partial.axes[-1].images
     with pytest.raises(ValueError, match="1 row titles for 2 rows"):
         plot_attributions(images, attributions, per_row=3, row_titles=["x"])
+
+
+def test_plot_attributions_puts_a_wide_rows_attributions_below_its_images():
+    images = (torch.rand(12, 5, 5) * 255).to(torch.uint8)
+    attributions = torch.randn(12, 5, 5)
+    per_row = SIDE_BY_SIDE_PAIRS + 1
+    fig = plot_attributions(images, attributions, titles=[f"t{i}" for i in range(12)], per_row=per_row,
+                            row_titles=["ch 4", "ch 9"])
+    axes = np.array(fig.axes).reshape(4, per_row)  # image row, attribution row, image row, attribution row
+    for i in range(12):
+        row, column = divmod(i, per_row)
+        assert axes[2 * row, column].get_title() == f"t{i}"
+        np.testing.assert_allclose(np.asarray(axes[2 * row, column].images[0].get_array()), images[i] / 255.0)
+        shown = np.asarray(axes[2 * row + 1, column].images[0].get_array())
+        expected = attributions[i].numpy()
+        np.testing.assert_allclose(shown, (expected - expected.min()) / (expected.max() - expected.min()),
+                                   atol=1e-6)
+    assert [axes[r, 0].get_ylabel() for r in range(4)] == ["ch 4", "attribution", "ch 9", "attribution"]
+    # per_row columns, not 2 x per_row: each panel twice as wide at the same page width
+    assert fig.axes[0].get_subplotspec().get_gridspec().get_geometry() == (4, per_row)
+    side_by_side = plot_attributions(images, attributions, per_row=SIDE_BY_SIDE_PAIRS)
+    assert side_by_side.axes[0].get_subplotspec().get_gridspec().get_geometry() == (3, 2 * SIDE_BY_SIDE_PAIRS)
+    assert not overlapping_texts(fig)

@@ -335,7 +335,9 @@ def test_neurons_with_a_row_per_class(trained, capsys):
     per_class = table.groupby("class")
     assert (per_class.channel.nunique() == 1).all() and (per_class.size() == 2).all()
     caption = ANALYSES["neurons"].caption("neurons", AnalysisOptions(rows="class"))
-    assert "each class's most class-selective channel, a row per class with only its images" in caption
+    assert caption == ("the test image patches (each under its neuron's receptive field) that excite a neuron most; "
+                       "rows: each class's most class-selective channel, on test images of that class only")
+    assert ANALYSES["neurons"].caption("neurons", AnalysisOptions()).endswith("; rows: the most active channels")
 
 
 def test_tsne_options_reach_scikit_learn(trained, capsys):

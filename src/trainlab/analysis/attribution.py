@@ -179,6 +179,9 @@ def _select(output: torch.Tensor, target: Any) -> torch.Tensor:
     return selected
 
 
+SIDE_BY_SIDE_PAIRS = 5  # up to this many examples to a row: (image, attribution) pairs side by side
+
+
 def plot_attributions(
     images: Any,
     attributions: Any,
@@ -187,13 +190,15 @@ def plot_attributions(
     per_row: int = 4,
     row_titles: Sequence[str] | None = None,
 ) -> Figure:
-    """Each example's input image, then its attribution min-max scaled to [0, 1] per image, ``per_row``
+    """Each example's input image and its attribution, min-max scaled to [0, 1] per image, ``per_row``
     examples to a row of the figure (a grid, not one tall column).
 
-    ``images`` and ``attributions`` are batches (tensors or arrays) laid out N x C x H x W,
-    N x H x W x C or N x H x W with 1 or 3 channels. uint8 images are divided by 255; float
-    images are shown as they are when within [0, 1], else min-max scaled per image.
-    ``titles`` names the examples, ``row_titles`` the rows of the figure (e.g. the neuron of each row).
+    Up to :data:`SIDE_BY_SIDE_PAIRS` examples to a row, each attribution sits right of its image; with
+    more, each row of images gets a row of attributions below it, so the panels stay large enough to
+    read at page width. ``images`` and ``attributions`` are batches (tensors or arrays) laid out
+    N x C x H x W, N x H x W x C or N x H x W with 1 or 3 channels. uint8 images are divided by 255;
+    float images are shown as they are when within [0, 1], else min-max scaled per image.
+    ``titles`` names the examples, ``row_titles`` the rows of examples (e.g. the neuron of each row).
     """
     pictures, maps = _as_nhwc(images), _as_nhwc(attributions)
     if len(pictures) != len(maps):
@@ -206,19 +211,32 @@ def plot_attributions(
         raise ValueError(f"{len(row_titles)} row titles for {rows} rows")
     if np.issubdtype(pictures.dtype, np.integer):
         pictures = pictures / 255.0
-    fig = Figure(figsize=(2.6 * per_row + 0.4, 1.45 * rows + 0.5), layout="constrained")
-    axes = fig.subplots(rows, 2 * per_row, squeeze=False)
-    for ax in axes.ravel()[2 * len(pictures):]:
-        ax.set_axis_off()
+    stacked = per_row > SIDE_BY_SIDE_PAIRS
+    if stacked:  # grid row 2r: images, 2r + 1: their attributions
+        fig = Figure(figsize=(1.05 * per_row + 0.5, 2.2 * rows + 0.5), layout="constrained")
+        axes = fig.subplots(2 * rows, per_row, squeeze=False)
+        places = [((2 * (i // per_row), i % per_row), (2 * (i // per_row) + 1, i % per_row))
+                  for i in range(rows * per_row)]
+    else:
+        fig = Figure(figsize=(2.6 * per_row + 0.4, 1.45 * rows + 0.5), layout="constrained")
+        axes = fig.subplots(rows, 2 * per_row, squeeze=False)
+        places = [((i // per_row, 2 * (i % per_row)), (i // per_row, 2 * (i % per_row) + 1))
+                  for i in range(rows * per_row)]
+    for image_at, attribution_at in places[len(pictures):]:
+        axes[image_at].set_axis_off()
+        axes[attribution_at].set_axis_off()
     for i, (picture, attribution) in enumerate(zip(pictures, maps, strict=True)):
         picture = picture.astype(np.float64)
         if picture.min() < 0 or picture.max() > 1:
             picture = _min_max(picture)
-        row, column = divmod(i, per_row)
-        _panel(axes[row, 2 * column], picture, titles[i] if titles is not None else "input")
-        _panel(axes[row, 2 * column + 1], _min_max(attribution.astype(np.float64)), "attribution")
-    for ax, name in zip(axes[:, 0], row_titles or [], strict=False):
-        ax.set_ylabel(name, fontsize=8)
+        image_at, attribution_at = places[i]
+        _panel(axes[image_at], picture, titles[i] if titles is not None else "input")
+        _panel(axes[attribution_at], _min_max(attribution.astype(np.float64)), "" if stacked else "attribution")
+    for r, name in enumerate(row_titles or []):
+        axes[places[r * per_row][0][0], 0].set_ylabel(name, fontsize=8)
+    if stacked:
+        for r in range(rows):
+            axes[2 * r + 1, 0].set_ylabel("attribution", fontsize=8)
     fig.suptitle(title)
     return fig
 

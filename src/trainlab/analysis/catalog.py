@@ -281,7 +281,7 @@ class Analysis:
         key, suffix = (base, f" ({suffix})") if one_of_several else (figure, "")
         phrases = {
             "target": f"target {options.target}" if options.target else "the true class",
-            "neurons": ("each class's most class-selective channel, a row per class with only its images"
+            "neurons": ("each class's most class-selective channel, on test images of that class only"
                         if options.rows == "class" else "the most active channels"),
             "network": ("one fresh 3x3 conv applied twice (shared weights): "
                         if options.equivariance_of == "shared_conv" else ""),
@@ -486,8 +486,8 @@ ANALYSES: dict[str, Analysis] = {a.name: a for a in [
              captions={"filters": "first convolution layer's filters, raw and each normalised; a filter's number "
                                  "is its row's label plus its column's"}),
     Analysis("neurons", _neurons, options=("layer", "channels", "rows", "top_k"), applies=PLAIN_CONV_CHAIN,
-             captions={"neurons": "test image patches that excite {neurons} most, "
-                                  "under each neuron's receptive field"}),
+             captions={"neurons": "the test image patches (each under its neuron's receptive field) that excite "
+                                  "a neuron most; rows: {neurons}"}),
     Analysis("embeddings", _embeddings, options=("projection", "perplexity", "tsne_iterations", "seed"),
              applies=SAVED_EMBEDDINGS,
              captions={"embeddings": "2-D projection of the saved embeddings of the same test images "
