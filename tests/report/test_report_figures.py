@@ -13,7 +13,7 @@ from scipy import stats
 from trainlab.errors import UserError
 from trainlab.report.figures import (
     final_metrics, gradient_distributions, histograms_over_time, layer_means, learning_curves, palette, rebin,
-    FIGURE_EDGE, overlapping_texts, runtime, stat_over_time,
+    FIGURE_EDGE, LOG_LOSS_SPAN, overlapping_texts, runtime, stat_over_time,
 )
 
 LABELS = ["relu", "tanh"]
@@ -112,6 +112,17 @@ def test_learning_curve_lines_are_the_mean_over_seeds_with_split_styles():
             np.testing.assert_allclose(y, expected)
             assert lines[f"{label} {split}"].get_linestyle() == style
     assert len(acc.collections) == 6  # a min-max band per variant and split: every variant has >= 2 seeds
+
+
+@pytest.mark.parametrize("spike, log", [(48.6, True), (1.5, False)])
+def test_a_loss_panel_spanning_more_than_30x_gets_a_log_axis(spike, log):
+    calm = pd.DataFrame({"epoch": [1, 2, 3], "train_loss": [2.3, 1.2, 0.6], "train_acc": [0.2, 0.5, 0.8]})
+    wild = calm.assign(train_loss=[spike, 3.0, 2.2])  # lr 1e-2 on raw pixels: a first epoch far above the rest
+    fig = learning_curves({"calm": [calm], "wild": [wild]}, palette(["calm", "wild"]))
+    loss, accuracy = fig.axes[:2]
+    assert (loss.get_yscale() == "log") == log and accuracy.get_yscale() == "linear"
+    assert loss.get_ylabel().endswith("(log scale)") == log
+    assert (48.6 / 0.6 > LOG_LOSS_SPAN) and (2.3 / 0.6 < LOG_LOSS_SPAN)  # the two cases sit on either side
 
 
 def test_learning_curves_band_needs_two_seeds_and_missing_splits_are_skipped():

@@ -95,12 +95,27 @@ def learning_curves(histories_by_label: Mapping[str, Runs], colours: Mapping[str
         name = METRIC_NAMES.get(metric, metric)
         ax.set(title=name, xlabel="epoch", ylabel=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if metric == "loss":
+            _log_when_wide(ax)
     styles = [Line2D([], [], color="0.3", linestyle=style, lw=2, label=split)
               for split, style in SPLIT_STYLES.items() if split in splits]
     _legend(fig, list(histories), colours, styles)
     fig.suptitle(f"Learning curves: mean over {_seeds(len(runs) for runs in histories.values())}, "
                  "band = min-max across seeds")
     return fig
+
+
+LOG_LOSS_SPAN = 30  # a loss panel whose plotted values span more than this factor gets a log axis
+
+
+def _log_when_wide(ax) -> None:
+    """A logarithmic y axis when the panel's lines are positive and span more than :data:`LOG_LOSS_SPAN`
+    (one diverging variant's 48 would otherwise flatten every other curve near 0)."""
+    values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()] or [np.zeros(0)])
+    values = values[np.isfinite(values)]
+    if len(values) and values.min() > 0 and values.max() / values.min() > LOG_LOSS_SPAN:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{ax.get_ylabel()} (log scale)")
 
 
 def iteration_curves(curves_by_label: Mapping[str, Runs], colours: Mapping[str, str],
@@ -123,6 +138,8 @@ def iteration_curves(curves_by_label: Mapping[str, Runs], colours: Mapping[str, 
                 _mean_and_band(ax, [s for s in series if len(s)], colours[label], "-", _name(label))
         name = _metric_name(metric)
         ax.set(title=name, xlabel="training step", ylabel=name)
+        if metric.endswith("loss"):
+            _log_when_wide(ax)
     _legend(fig, list(curves), colours)
     fig.suptitle(f"Per-iteration curves: mean over {_seeds(len(runs) for runs in curves.values())}, "
                  "band = min-max across seeds")
