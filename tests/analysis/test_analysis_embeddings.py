@@ -108,6 +108,7 @@ def test_embedding_figure_has_a_panel_per_epoch_and_a_colour_per_class(tmp_path)
     fig = plot_embeddings(projections, labels, ["a", "b", "c"])
     visible = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in visible] == ["before training", "epoch 5", "epoch 10"]
+    assert (visible[0].get_xlabel(), visible[0].get_ylabel()) == ("t-SNE 1", "t-SNE 2")
     colours = [tuple(np.round(c.get_facecolor()[0], 3)) for c in visible[0].collections]
     assert len(set(colours)) == 3
     assert colours == [tuple(np.round(c.get_facecolor()[0], 3)) for c in visible[2].collections]

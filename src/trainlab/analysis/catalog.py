@@ -462,7 +462,7 @@ def _confusion(ctx: Context) -> None:
 
 
 def _embeddings(ctx: Context) -> None:
-    from trainlab.analysis.embeddings import load_embeddings, plot_embeddings, project
+    from trainlab.analysis.embeddings import PROJECTION_NAMES, load_embeddings, plot_embeddings, project
 
     saved = load_embeddings(ctx.run_dir)
     if not saved:
@@ -473,8 +473,9 @@ def _embeddings(ctx: Context) -> None:
     projections = {epoch: project(e["features"], method, options.seed, options.perplexity,
                                   options.tsne_iterations) for epoch, e in saved.items()}
     labels = next(iter(saved.values()))["labels"]
-    layer = ctx.config.probes.embedding_layer or "penultimate layer"
-    title = f"{method} of the {layer}"
+    layer = ctx.config.probes.embedding_layer or "the penultimate layer"
+    points, dims = np.shape(next(iter(saved.values()))["features"])
+    title = f"{PROJECTION_NAMES[method]} of {layer}'s {dims}-dimensional features, {points} test images"
     fig = plot_embeddings(projections, labels, ctx.class_labels, title=title, method=method)
     ctx.save_figure("embeddings", fig)
     ctx.save_arrays("embeddings", labels=labels, epochs=np.array(list(projections)),

@@ -18,12 +18,13 @@ from trainlab.probes.embeddings import (
 )
 
 __all__ = [  # the probe's names are the analysis's public names too
-    "EMBEDDINGS_DIR", "PROJECTIONS", "TSNE_ITERATIONS", "TSNE_MIN_ITERATIONS", "check_layer", "check_tsne",
+    "EMBEDDINGS_DIR", "PROJECTIONS", "PROJECTION_NAMES", "TSNE_ITERATIONS", "TSNE_MIN_ITERATIONS", "check_layer", "check_tsne",
     "default_perplexity", "features", "load_embeddings", "penultimate_layer", "plot_embeddings", "project",
     "sample_indices", "save_embedding",
 ]
 
 PROJECTIONS = ("tsne", "pca")
+PROJECTION_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 TSNE_ITERATIONS = 1000  # scikit-learn's default max_iter
 TSNE_MIN_ITERATIONS = 250  # the least scikit-learn accepts
 
@@ -86,8 +87,8 @@ def plot_embeddings(projections: dict[int, np.ndarray], labels: np.ndarray, clas
             mask = labels == c
             ax.scatter(xy[mask, 0], xy[mask, 1], s=4, color=cmap[c], label=name, alpha=0.8, linewidths=0)
         ax.set_title("before training" if epoch == 0 else f"epoch {epoch}")
-        ax.set_xlabel(f"{method} 1")
-        ax.set_ylabel(f"{method} 2")
+        ax.set_xlabel(f"{PROJECTION_NAMES.get(method, method)} 1")
+        ax.set_ylabel(f"{PROJECTION_NAMES.get(method, method)} 2")
         ax.set_xticks([])
         ax.set_yticks([])
     for ax in axes[n:]:
