@@ -129,5 +129,10 @@ def test_probe_rows_come_back_in_forward_order_not_by_name(tmp_path):
     grads = direct[(direct.quantity == "grad") & (direct.stat == "abs_mean") & (direct.tensor == "weight")]
     first, last = (grads[grads.layer == layer].set_index("step")["value"] for layer in ("fc1", "out"))
     assert gradient_ratio(stats) == pytest.approx(float((first / last).median()))
+    store.conn.execute("DELETE FROM probe_layers")  # a run recorded before layer positions were stored
+    assert parameterised_layers(store.probes("deep")) == forward  # natural order: fc2 before fc10
+    old = store.probe_histograms("deep")
+    assert list(old.loc[old["quantity"] == "grad", "layer"].unique()) == forward
+    store.log_probes("deep", *p.take())  # nothing new: no positions appear
     store.reset_run("deep")
     assert store.conn.execute("SELECT COUNT(*) FROM probe_layers").fetchone()[0] == 0

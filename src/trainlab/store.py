@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import sqlite3
@@ -33,10 +34,24 @@ from trainlab.faults import fault_point
 
 DEFAULT_STORE = "trainlab-runs"
 
-# a run's probe rows, step by step and layer by layer in forward order (by name for runs recorded before
-# probe_layers existed: their positions are NULL)
+# a run's probe rows, step by step and layer by layer in forward order (see _in_forward_order for runs
+# recorded before probe_layers existed: their positions are NULL)
 _IN_FORWARD_ORDER = ("LEFT JOIN probe_layers l ON l.run_id = s.run_id AND l.layer = s.layer "
                      "WHERE s.run_id=? ORDER BY s.step, l.position, s.layer")
+
+
+def _in_forward_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Probe rows read with their layers' positions, without the position column. A run recorded before
+    positions were stored has none: its layers come in natural order (fc2 before fc10), the forward
+    order of trainlab's numbered layers."""
+    if len(frame) and frame["position"].isna().all():
+        def natural(layer: str) -> list:
+            return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", layer)]
+
+        order = sorted(range(len(frame)), key=lambda i: (frame["step"].iat[i], natural(frame["layer"].iat[i])))
+        frame = frame.iloc[order].reset_index(drop=True)
+    return frame.drop(columns="position")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -354,16 +369,16 @@ class RunStore:
     def probes(self, ref: str) -> pd.DataFrame:
         """A run's probe statistics: ``step, layer, tensor, quantity, stat, value``, each step's layers in
         forward order."""
-        return pd.read_sql_query(
-            f"SELECT s.step, s.layer, s.tensor, s.quantity, s.stat, s.value FROM probe_stats s {_IN_FORWARD_ORDER}, "
-            "s.tensor, s.quantity, s.stat", self.conn, params=(self.resolve(ref),))
+        return _in_forward_order(pd.read_sql_query(
+            "SELECT s.step, s.layer, s.tensor, s.quantity, s.stat, s.value, l.position FROM probe_stats s "
+            f"{_IN_FORWARD_ORDER}, s.tensor, s.quantity, s.stat", self.conn, params=(self.resolve(ref),)))
 
     def probe_histograms(self, ref: str) -> pd.DataFrame:
         """A run's probe histograms: ``step, layer, tensor, quantity, counts, edges`` (numpy arrays), each
         step's layers in forward order."""
-        frame = pd.read_sql_query(
-            f"SELECT s.step, s.layer, s.tensor, s.quantity, s.counts, s.edges FROM probe_histograms s "
-            f"{_IN_FORWARD_ORDER}, s.tensor, s.quantity", self.conn, params=(self.resolve(ref),))
+        frame = _in_forward_order(pd.read_sql_query(
+            "SELECT s.step, s.layer, s.tensor, s.quantity, s.counts, s.edges, l.position FROM probe_histograms s "
+            f"{_IN_FORWARD_ORDER}, s.tensor, s.quantity", self.conn, params=(self.resolve(ref),)))
         for column in ("counts", "edges"):
             frame[column] = frame[column].map(lambda blob: np.frombuffer(blob, np.float32))
         return frame

@@ -49,6 +49,21 @@ def test_vgg_cifar_matches_report_004(vgg: ModelSummary) -> None:
     assert (vgg.total, vgg.trainable, vgg.non_trainable) == (6_216_114, 6_216_094, 20)
 
 
+def test_vgg_cifar_outline_and_conv_dense_split_match_report_004(vgg: ModelSummary) -> None:
+    assert vgg.outline == ("conv3x3(64) maxpool drop0.5 conv3x3(128) maxpool drop0.5 conv3x3(256) drop0.5 conv3x3(256) "
+                           "maxpool drop0.5 fc1024 drop0.5 fc1024 drop0.5 fc10 bn")
+    conv = sum(params for name, (params, _) in VGG_TABLE.items() if name.startswith("conv"))
+    assert vgg.trainable_of("Conv2d") == conv == 960_896  # the report's conv parameters
+    assert vgg.trainable_of("Linear") == 4195328 + 1049600 + 10250  # its 5,255,218 dense ones less out_bn's 40
+    assert vgg.to_dict()["outline"] == vgg.outline
+
+
+def test_outline_names_kernels_strides_and_channels() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2), nn.ReLU(), nn.BatchNorm2d(8), nn.AvgPool2d(2), nn.Flatten(),
+                          nn.Dropout(0.25), nn.Linear(8 * 3 * 3, 4))
+    assert summary(model, (3, 16, 16)).outline == "conv5x5(8)/s2 bn avgpool drop0.25 fc4"
+
+
 def test_vgg_cifar_row_order_and_text(vgg: ModelSummary) -> None:
     names = list(vgg.frame["name"])
     assert [n for n in names if n in VGG_TABLE] == list(VGG_TABLE)
@@ -201,9 +216,13 @@ def test_report_model_summary_section_carries_the_note() -> None:
     runs = pd.DataFrame({"run_id": ["a", "b"], "label": ["logits", "softmax output"]})
     data = StudyData("t", "q", runs, {}, {}, {}, configs, [], store=None)
     data.inputs = {run_id: ((1, 6, 6), 3, ["0", "1", "2"]) for run_id in configs}
-    texts = [block.text for block in _model_summary(data, {}) if isinstance(block, Text)]
+    blocks = _model_summary(data, {})
+    texts = [block.text for block in blocks if isinstance(block, Text)]
     [note] = summary(create_model(configs["b"]["model"], (1, 6, 6), 3), (1, 6, 6)).notes
     assert texts == [f"softmax output: {note}."]
+    table = blocks[0].frame.set_index("variant")
+    assert list(table["outline"]) == ["fc8 fc3", "fc8 fc3"] and list(table["in conv layers"]) == [0, 0]
+    assert list(table["in dense layers"]) == [36 * 8 + 8 + 8 * 3 + 3] * 2
 
 
 def test_cli_summary_counts_prelu_slopes_and_flags_a_softmax_output(capsys: pytest.CaptureFixture) -> None:

@@ -159,20 +159,25 @@ def test_final_metrics_of_two_seeds_show_them_within_the_metrics_range():
     assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] <= 1.02  # room for a dot at 0.99, not 1.4
 
 
-@pytest.mark.parametrize("variants", [3, 8])
+@pytest.mark.parametrize("variants", [3, 8, 12, 24])
 def test_bar_charts_of_many_long_variant_names_keep_their_texts_apart(variants):
-    labels = [f"softmax output (as printed), activation={a}"
-              for a in ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "selu", "silu"][:variants]]
+    labels = [f"softmax output (as printed), activation={a}, depth {d}"
+              for d in (1, 2) for a in ["sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "selu", "silu", "mish",
+                                        "prelu", "softplus", "hardtanh"]][:variants]
     finals = _finals({label: [0.3 + 0.01 * i, 0.32] for i, label in enumerate(labels)})
     runs = pd.DataFrame({"label": labels, "epoch_time": np.linspace(10, 20, variants)})
-    for fig in (final_metrics(finals, palette(labels)), runtime(runs, palette(labels))):
+    flops = {label: 1.38e6 * (i + 1) for i, label in enumerate(labels)}  # 003-cnn-variants' 1.38 to 13.8 MFLOP
+    for fig in (final_metrics(finals, palette(labels)), runtime(runs, palette(labels), flops)):
         assert overlapping_texts(fig) == []
         ticks = [t.get_text().split("\n")[0] for t in fig.axes[0].get_xticklabels()]
         legend = [t.get_text() for t in fig.legends[0].get_texts()]
         if variants == 3:  # wrapped under their bars
-            assert ticks == ["softmax output (as"] * 3 and legend == labels
+            assert ticks == ["softmax output (as printed),"] * 3 and legend == labels  # legend below: wide bars
+            assert fig.axes[0].get_xticklabels()[0].get_rotation() == 0
         else:  # too long to wrap: the bars numbered, and the legend with them
-            assert ticks == [str(i) for i in range(1, 9)] and legend == [f"{i}: {n}" for i, n in enumerate(labels, 1)]
+            assert ticks == [str(i) for i in range(1, variants + 1)]
+            assert legend == [f"{i}: {n}" for i, n in enumerate(labels, 1)]
+            assert fig.axes[0].get_xticklabels()[0].get_rotation() == (90 if variants == 24 else 0)
 
 
 def test_rebin_conserves_totals_and_is_exact_on_identical_edges():
@@ -343,7 +348,8 @@ def test_runtime_bars_are_the_mean_median_epoch_time_with_each_run_and_its_flops
     np.testing.assert_allclose([p.get_height() for p in _bars(ax).patches], [12.0, 30.0])  # no time: left out
     dots = [line.get_ydata() for line in ax.get_lines() if line.get_label() == "_seeds"]
     np.testing.assert_allclose(np.concatenate(dots), [10.0, 12.0, 14.0, 30.0])
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu\n2.5 MFLOP/sample", "tanh\n0.125 MFLOP/sample"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["relu\n2.5", "tanh\n0.125"]
+    assert ax.get_xlabel() == "variant (under it: training MFLOP per sample)"
 
 
 def _all_figures():

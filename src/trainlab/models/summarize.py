@@ -21,7 +21,7 @@ class ModelSummary:
 
     ``non_trainable`` counts frozen parameters plus floating-point buffers such as batch-norm
     running statistics, as Keras does. ``notes`` are one-line warnings about the network, such as
-    an output that is already a softmax.
+    an output that is already a softmax. ``outline``: the architecture in one line (:func:`outline`).
     """
 
     frame: pd.DataFrame
@@ -29,6 +29,11 @@ class ModelSummary:
     trainable: int
     non_trainable: int
     notes: list[str] = field(default_factory=list)
+    outline: str = ""
+
+    def trainable_of(self, *types: str) -> int:
+        """Trainable parameters of the layers of these types (``"Conv2d"``, ``"Linear"``, ...)."""
+        return int(self.frame.loc[self.frame["type"].isin(types), "trainable"].sum())
 
     def __str__(self) -> str:
         header = ["name", "type", "input", "output", "trainable", "non-trainable"]
@@ -79,6 +84,7 @@ class ModelSummary:
             "trainable": self.trainable,
             "non_trainable": self.non_trainable,
             "notes": list(self.notes),
+            "outline": self.outline,
         }
 
 
@@ -104,6 +110,31 @@ def _notes(frame: pd.DataFrame) -> list[str]:
         "gets probabilities, not logits: a softmax applied twice (model.output_softmax keeps report 001's "
         "mistake to reproduce it)"
     ]
+
+
+def outline(model: nn.Module, frame: pd.DataFrame) -> str:
+    """The layers of a summary's ``frame`` in one line, in forward order: ``conv5x5(6)`` (kernel, channels;
+    ``/s2`` when strided), ``maxpool``, ``avgpool``, ``bn``, ``drop0.5``, ``fc120``; activations, flattens
+    and other reshapes are left out."""
+    modules = dict(model.named_modules())
+    parts = []
+    for name in frame["name"]:
+        module = modules.get(name)
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            stride = f"/s{module.stride[0]}" if module.stride[0] > 1 else ""
+            parts.append(f"conv{kh}x{kw}({module.out_channels}){stride}")
+        elif isinstance(module, (nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
+            parts.append("maxpool")
+        elif isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            parts.append("avgpool")
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            parts.append("bn")
+        elif isinstance(module, (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)):
+            parts.append(f"drop{module.p:g}")
+        elif isinstance(module, nn.Linear):
+            parts.append(f"fc{module.out_features}")
+    return " ".join(parts)
 
 
 def _counts(params: Iterable[nn.Parameter], buffers: Iterable[torch.Tensor]) -> tuple[int, int]:
@@ -155,4 +186,5 @@ def summary(
         watch.run(torch.zeros(2, *input_shape, device=device, dtype=dtype))
     trainable, non_trainable = _counts(model.parameters(), model.buffers())
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    return ModelSummary(frame, trainable + non_trainable, trainable, non_trainable, _notes(frame))
+    return ModelSummary(frame, trainable + non_trainable, trainable, non_trainable, _notes(frame),
+                        outline(model, frame))

@@ -490,11 +490,11 @@ def runtime(runs: pd.DataFrame, colours: Mapping[str, str], flops: Mapping[str, 
         values = groups.get_group(label).to_numpy(np.float64)
         ax.plot(i + (np.linspace(-0.2, 0.2, len(values)) if len(values) > 1 else 0), values, "o", color="black",
                 markersize=4, alpha=0.7, label="_seeds")
-    notes = [f"{flops[label] / 1e6:.3g} MFLOP/sample" for label in labels] if flops else None
+    notes = [f"{flops[label] / 1e6:.3g}" for label in labels] if flops else None  # the unit in the axis label
     numbered = _bar_ticks(ax, labels, notes)
     ax.set_ylim(0, None)
     ax.set(title="Median epoch time per run: mean over seeds (bars), each run (dots)",
-           xlabel="variant" + (" (training FLOPs per sample)" if flops else ""), ylabel="epoch time (s)")
+           xlabel="variant" + (" (under it: training MFLOP per sample)" if flops else ""), ylabel="epoch time (s)")
     _legend(fig, labels, colours, patches=True, numbered=numbered)
     return fig
 
@@ -564,15 +564,24 @@ def _wrap(text: str, inches: float, points: float = 12.0) -> str:
 
 def _bar_ticks(ax: Axes, labels: Sequence[str], notes: Sequence[str] | None = None) -> bool:
     """Variant names (each with its note) under the bars of ``ax``, wrapped to the bar's share of the
-    axes (the legend takes about 2.5 inches beside them) at the tick font; where a name would take more
-    than three lines, the bars are numbered instead and True returned: the legend then numbers them too."""
-    names = [_wrap(_name(label), (WIDTH - 2.5) / max(1, len(labels)), points=10.0) for label in labels]
-    numbered = max(name.count("\n") for name in names) >= 3
+    axes (the legend takes about 2.5 inches beside them); where a name would take more than three lines,
+    the bars are numbered instead and True returned: the legend then numbers them too. Many bars get a
+    smaller font (down to 6 points), and where even that leaves no room for 8 characters a bar, the
+    labels stand on end (two lines to a bar)."""
+    names = [_name(label) for label in labels]
+    legend = _legend_width(names) if len(labels) > 1 and not _legend_below(names) else 0.0
+    share = (72 * WIDTH - 70 - legend) / max(1, len(labels))  # points of axes width per bar (70: the y axis)
+    points = min(10.0, max(6.0, share / (0.7 * 9)))
+    upright = share >= 0.7 * points * 8
+    names = [_wrap(name, share / 72, points) for name in names]
+    numbered = not upright or max(name.count("\n") for name in names) >= 3
     if numbered:
         names = [f"{i}" for i in range(1, len(labels) + 1)]
     if notes:
-        names = [f"{name}\n{_wrap(note, (WIDTH - 2.5) / len(labels), 10.0)}" for name, note in zip(names, notes)]
-    ax.set_xticks(np.arange(len(labels)), names)
+        names = [f"{name}\n{_wrap(note, share / 72, points) if upright else note}" for name, note in zip(names, notes)]
+    if not upright:  # on end, a label's lines stand side by side: two of them fit the bar's share
+        points = max(6.0, min(9.0, share / 2.6))
+    ax.set_xticks(np.arange(len(labels)), names, fontsize=points, rotation=0 if upright else 90)
     return numbered
 
 
@@ -655,12 +664,23 @@ def _legend(fig: Figure, labels: list[str], colours: Mapping[str, str], extra: S
         handles = [Patch(color=colours[label], label=name) if patches
                    else Line2D([], [], color=colours[label], lw=3, label=name) for label, name in zip(labels, names)]
     handles += extra
-    if len(handles) > LEGEND_BESIDE:  # too tall beside the axes: in columns below them, the figure grown to fit
-        columns = min(4, math.ceil(len(handles) / LEGEND_BESIDE))
+    names = [h.get_label() for h in handles]
+    if _legend_below(names):  # too tall or too wide beside the axes: in columns below them, the figure grown to fit
+        columns = min(4, math.ceil(len(handles) / LEGEND_BESIDE), max(1, int(72 * WIDTH // _legend_width(names))))
         fig.set_figheight(fig.get_figheight() + 0.25 * math.ceil(len(handles) / columns))
         fig.legend(handles=handles, loc="outside lower center", ncols=columns)
     elif handles:  # centred: clear of the figure's title row
         fig.legend(handles=handles, loc="outside center right")
+
+
+def _legend_width(names: Sequence[str]) -> float:
+    """About how many points a legend of ``names`` takes beside the axes (10-point text and its handles)."""
+    return 0.6 * 10 * max(map(len, names), default=0) + 40
+
+
+def _legend_below(names: Sequence[str]) -> bool:
+    """Whether a legend of ``names`` goes below the axes: too many entries, or wider than 40% of a figure."""
+    return len(names) > LEGEND_BESIDE or _legend_width(names) > 0.4 * 72 * WIDTH
 
 
 def _common_edges(edges: list[np.ndarray], bins: int) -> np.ndarray:
