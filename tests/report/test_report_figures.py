@@ -13,7 +13,7 @@ from scipy import stats
 from trainlab.errors import UserError
 from trainlab.report.figures import (
     final_metrics, gradient_distributions, histograms_over_time, layer_means, learning_curves, palette, rebin,
-    FIGURE_EDGE, LOG_LOSS_SPAN, overlapping_texts, runtime, stat_over_time,
+    FIGURE_EDGE, LINES_PER_PANEL, LOG_LOSS_SPAN, overlapping_texts, runtime, stat_over_time,
 )
 
 LABELS = ["relu", "tanh"]
@@ -123,6 +123,26 @@ def test_a_loss_panel_spanning_more_than_30x_gets_a_log_axis(spike, log):
     assert (loss.get_yscale() == "log") == log and accuracy.get_yscale() == "linear"
     assert loss.get_ylabel().endswith("(log scale)") == log
     assert (48.6 / 0.6 > LOG_LOSS_SPAN) and (2.3 / 0.6 < LOG_LOSS_SPAN)  # the two cases sit on either side
+
+
+def test_learning_curves_of_many_variants_give_each_split_its_panels():
+    rng = np.random.default_rng(2)
+    labels = [f"M{i}" for i in range(1, 6)]  # 5 variants x 3 splits = 15 lines: more than a panel holds
+    histories = {label: [_history(rng), _history(rng)] for label in labels}
+    fig = learning_curves(histories, palette(labels))
+    assert 5 * 3 > LINES_PER_PANEL
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["train loss", "val loss", "test loss", "train accuracy", "val accuracy", "test accuracy"]
+    for ax, (metric, split) in zip(fig.axes, [(m, s) for m in ("loss", "acc") for s in ("train", "val", "test")]):
+        lines = {line.get_label(): line for line in ax.get_lines()}
+        assert set(lines) == {f"{label} {split}" for label in labels}
+        for label in labels:
+            expected = np.mean([h[f"{split}_{metric}"].to_numpy() for h in histories[label]], axis=0)
+            np.testing.assert_allclose(lines[f"{label} {split}"].get_ydata(), expected)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == labels  # the titles name the split
+    assert overlapping_texts(fig) == []
+    four = learning_curves({label: histories[label] for label in labels[:4]}, palette(labels[:4]))
+    assert [ax.get_title() for ax in four.axes] == ["loss", "accuracy"]  # 12 lines: one panel per metric
 
 
 def test_learning_curves_band_needs_two_seeds_and_missing_splits_are_skipped():

@@ -31,6 +31,7 @@ Runs = pd.DataFrame | Sequence[pd.DataFrame]
 
 WIDTH, ROW_HEIGHT = 10.0, 4.0  # inches: a figure row readable on a laptop
 SPLIT_STYLES = {"train": "--", "val": ":", "test": "-"}
+LINES_PER_PANEL = 12  # learning curves: more variants x splits than this and each split gets its own panels
 LEGEND_BESIDE = 12  # legend entries that fit beside a figure's axes; more go in columns below them
 SEPARATE_RATIO = 10.0  # gradient_distributions: one panel per variant when value ranges differ this much
 METRIC_NAMES = {"loss": "loss", "acc": "accuracy", "wall_time": "wall time", "epoch_time": "time per epoch",
@@ -72,33 +73,41 @@ def learning_curves(histories_by_label: Mapping[str, Runs], colours: Mapping[str
                     metrics: Sequence[str] = ("loss", "acc")) -> Figure:
     """One panel per metric (``loss``, ``acc``): per variant, the mean over seeds of each split per epoch.
 
-    Colour is the variant, line style the split: test solid, train dashed, val dotted. The shaded band
-    spans the minimum to the maximum across seeds (variants with at least two seeds). Metrics that no
-    history has are left out.
+    Colour is the variant, line style the split: test solid, train dashed, val dotted. With more than
+    :data:`LINES_PER_PANEL` lines to a panel, each split gets a panel of its own (a row per metric, a
+    column per split). The shaded band spans the minimum to the maximum across seeds (variants with
+    at least two seeds). Metrics that no history has are left out.
     """
     histories = {label: _runs(runs) for label, runs in histories_by_label.items()}
-    panels = [m for m in metrics
-              if any(f"{s}_{m}" in h for runs in histories.values() for h in runs for s in SPLIT_STYLES)]
+    present = {(m, s) for m in metrics for s in SPLIT_STYLES
+               if any(f"{s}_{m}" in h for runs in histories.values() for h in runs)}
+    panels = [m for m in metrics if any((m, s) in present for s in SPLIT_STYLES)]
     if not panels:
         raise UserError(f"no history has a train, val or test column for the metrics {list(metrics)}")
-    fig = Figure(figsize=(max(WIDTH, 5.0 * len(panels)), ROW_HEIGHT), layout="constrained")
-    splits = set()
-    for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+    splits = [s for s in SPLIT_STYLES if any((m, s) in present for m in panels)]
+    by_split = len(histories) * len(splits) > LINES_PER_PANEL
+    if by_split:  # a row per metric, a column per split
+        fig = Figure(figsize=(WIDTH, ROW_HEIGHT * len(panels)), layout="constrained")
+        grid = fig.subplots(len(panels), len(splits), squeeze=False)
+        cells = [(grid[r, c], metric, [split]) for r, metric in enumerate(panels) for c, split in enumerate(splits)]
+    else:
+        fig = Figure(figsize=(max(WIDTH, 5.0 * len(panels)), ROW_HEIGHT), layout="constrained")
+        cells = [(ax, metric, splits) for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels)]
+    for ax, metric, shown in cells:
         for label, runs in histories.items():
-            for split, style in SPLIT_STYLES.items():
+            for split in shown:
                 column = f"{split}_{metric}"
                 series = [h.set_index("epoch")[column].dropna() for h in runs if column in h]
                 if any(len(s) for s in series):
-                    _mean_and_band(ax, [s for s in series if len(s)], colours[label], style,
+                    _mean_and_band(ax, [s for s in series if len(s)], colours[label], SPLIT_STYLES[split],
                                    f"{_name(label)} {split}")
-                    splits.add(split)
         name = METRIC_NAMES.get(metric, metric)
-        ax.set(title=name, xlabel="epoch", ylabel=name)
+        ax.set(title=f"{shown[0]} {name}" if by_split else name, xlabel="epoch", ylabel=name)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if metric == "loss":
             _log_when_wide(ax)
-    styles = [Line2D([], [], color="0.3", linestyle=style, lw=2, label=split)
-              for split, style in SPLIT_STYLES.items() if split in splits]
+    styles = [] if by_split else [Line2D([], [], color="0.3", linestyle=SPLIT_STYLES[s], lw=2, label=s)
+                                  for s in splits]
     _legend(fig, list(histories), colours, styles)
     fig.suptitle(f"Learning curves: mean over {_seeds(len(runs) for runs in histories.values())}, "
                  "band = min-max across seeds")
