@@ -56,6 +56,8 @@ def test_vgg_cifar_outline_and_conv_dense_split_match_report_004(vgg: ModelSumma
     assert vgg.trainable_of("Conv2d") == conv == 960_896  # the report's conv parameters
     assert vgg.trainable_of("Linear") == 4195328 + 1049600 + 10250  # its 5,255,218 dense ones less out_bn's 40
     assert vgg.to_dict()["outline"] == vgg.outline
+    assert vgg.units_of("Conv2d") == 64 * 32 * 32 + 128 * 16 * 16 + 256 * 8 * 8 + 256 * 8 * 8 == 131072  # as the report
+    assert vgg.units_of("Linear") == 1024 + 1024 + 10 == 2058
 
 
 def test_outline_names_kernels_strides_and_channels() -> None:
@@ -223,6 +225,7 @@ def test_report_model_summary_section_carries_the_note() -> None:
     table = blocks[0].frame.set_index("variant")
     assert list(table["outline"]) == ["fc8 fc3", "fc8 fc3"] and list(table["in conv layers"]) == [0, 0]
     assert list(table["in dense layers"]) == [36 * 8 + 8 + 8 * 3 + 3] * 2
+    assert list(table["units conv / dense"]) == ["0 / 11"] * 2
 
 
 def test_cli_summary_counts_prelu_slopes_and_flags_a_softmax_output(capsys: pytest.CaptureFixture) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,11 @@ class ModelSummary:
     def trainable_of(self, *types: str) -> int:
         """Trainable parameters of the layers of these types (``"Conv2d"``, ``"Linear"``, ...)."""
         return int(self.frame.loc[self.frame["type"].isin(types), "trainable"].sum())
+
+    def units_of(self, *types: str) -> int:
+        """Units (neurons) of the layers of these types: the sizes of their outputs, one example each."""
+        shapes = self.frame.loc[self.frame["type"].isin(types), "output_shape"]
+        return int(sum(math.prod(shape) for shape in shapes))
 
     def __str__(self) -> str:
         header = ["name", "type", "input", "output", "trainable", "non-trainable"]

@@ -437,10 +437,12 @@ def _model_summary(data: StudyData, options: dict) -> list:
         rows.append({"variant": label, "model": cfg.model.display_name, "layers": len(table.frame),
                      "parameters": table.total, "trainable": table.trainable,
                      "in conv layers": table.trainable_of("Conv2d"), "in dense layers": table.trainable_of("Linear"),
+                     "units conv / dense": f"{table.units_of('Conv2d'):,} / {table.units_of('Linear'):,}",
                      "outline": table.outline})
     blocks: list = [Table(pd.DataFrame(rows), "Parameters per variant (trainable ones in conv and in dense layers), "
-                          "and each variant's layers in forward order: convKxK(C) is a K x K convolution to C "
-                          "channels, fcN a dense layer of N units.", text=("model", "outline"))]
+                          "units (neurons: the sizes of the conv and dense layers' outputs), and each variant's "
+                          "layers in forward order: convKxK(C) is a K x K convolution to C channels, fcN a dense "
+                          "layer of N units.", text=("model", "outline"))]
     if options.get("layers", len({r["parameters"] for r in rows}) == 1):
         frame = first["table"].frame.copy()
         blocks.append(Table(frame, f"Layer table of {rows[0]['variant']}."))
