@@ -321,14 +321,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from trainlab.study.verdicts import statement
 
     spec, runs = plan_study(args.study, args.scale, _overrides_with_data_root(args))
-    groups = pd.DataFrame([{"label": r.label or "base", **r.overrides} for r in runs]).drop_duplicates("label")
+    groups, finished = _plan_groups(runs, Path(args.store))
     seeds = sorted({r.seed for r in runs})
-    stored = (Path(args.store) / "trainlab.db").exists()  # plan reads a store, never makes one
-    if stored:
-        status = RunStore(args.store).status_of([r.run_id for r in runs])
-        ended = pd.Series([status.get(r.run_id) in FINISHED for r in runs])
-        counts = ended.groupby([r.label or "base" for r in runs]).agg(["sum", "count"])
-        groups["finished"] = [f"{counts.loc[label, 'sum']}/{counts.loc[label, 'count']}" for label in groups["label"]]
     claims = [statement(claim) for claim in spec.claims]
     adaptive = spec.adaptive
     if args.json:
@@ -339,16 +333,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"{spec.name}: {spec.question}".rstrip(": "))
     more = f"; seeds are added to undecided variants, up to {adaptive.max} each" if adaptive else ""
     print(f"{len(runs)} runs = {len(groups)} configurations x {len(seeds)} seeds {seeds}{more}")
-    if stored:
-        print(f"{int(ended.sum())} of them finished in store {args.store}; `trainlab run` trains the other "
-              f"{len(runs) - int(ended.sum())}")
+    if finished is not None:
+        print(f"{finished} of them finished in store {args.store}; `trainlab run` trains the other "
+              f"{len(runs) - finished}")
     print()
+    # values as a study file writes them (true, not True); (base) where a variant leaves a key at the base value
     shown = groups.assign(**{key: groups[key].map(lambda v: v if v is None or v != v else show_value(v))
                              for key in groups.columns if key not in ("label", "finished")})
-    print(shown.to_string(index=False, na_rep="(base)"))  # values as a study file writes them (true, not True)  # a variant that leaves a key at the base value
+    print(shown.to_string(index=False, na_rep="(base)"))
     if claims:
         print("\nclaims:\n" + "\n".join(f"  {i}. {text}" for i, text in enumerate(claims, start=1)))
     return 0
+
+
+def _plan_groups(runs: list, store: Path) -> tuple[pd.DataFrame, int | None]:
+    """A row per variant: its label and the keys it sets; with a store at ``store`` (plan never makes one),
+    a ``finished`` column (``k/n`` of its runs) and the number of runs finished there, else None."""
+    labels = [r.label or "base" for r in runs]
+    groups = pd.DataFrame([{"label": label, **r.overrides} for label, r in zip(labels, runs)])
+    groups = groups.drop_duplicates("label")
+    if not (store / "trainlab.db").exists():
+        return groups, None
+    status = RunStore(store).status_of([r.run_id for r in runs])
+    ended = pd.Series([status.get(r.run_id) in FINISHED for r in runs])
+    counts = ended.groupby(labels).agg(["sum", "count"])
+    groups["finished"] = [f"{counts.loc[label, 'sum']}/{counts.loc[label, 'count']}" for label in groups["label"]]
+    return groups, int(ended.sum())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -79,39 +79,51 @@ def learning_curves(histories_by_label: Mapping[str, Runs], colours: Mapping[str
     at least two seeds). Metrics that no history has are left out.
     """
     histories = {label: _runs(runs) for label, runs in histories_by_label.items()}
-    present = {(m, s) for m in metrics for s in SPLIT_STYLES
-               if any(f"{s}_{m}" in h for runs in histories.values() for h in runs)}
-    panels = [m for m in metrics if any((m, s) in present for s in SPLIT_STYLES)]
+    columns = {column for runs in histories.values() for h in runs for column in h}
+    panels = [m for m in metrics if any(f"{s}_{m}" in columns for s in SPLIT_STYLES)]
     if not panels:
         raise UserError(f"no history has a train, val or test column for the metrics {list(metrics)}")
-    splits = [s for s in SPLIT_STYLES if any((m, s) in present for m in panels)]
+    splits = [s for s in SPLIT_STYLES if any(f"{s}_{m}" in columns for m in panels)]
     by_split = len(histories) * len(splits) > LINES_PER_PANEL
-    if by_split:  # a row per metric, a column per split
-        fig = Figure(figsize=(WIDTH, ROW_HEIGHT * len(panels)), layout="constrained")
-        grid = fig.subplots(len(panels), len(splits), squeeze=False)
-        cells = [(grid[r, c], metric, [split]) for r, metric in enumerate(panels) for c, split in enumerate(splits)]
-    else:
-        fig = Figure(figsize=(max(WIDTH, 5.0 * len(panels)), ROW_HEIGHT), layout="constrained")
-        cells = [(ax, metric, splits) for ax, metric in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels)]
+    fig, cells = _curve_panels(panels, splits, by_split)
     for ax, metric, shown in cells:
-        for label, runs in histories.items():
-            for split in shown:
-                column = f"{split}_{metric}"
-                series = [h.set_index("epoch")[column].dropna() for h in runs if column in h]
-                if any(len(s) for s in series):
-                    _mean_and_band(ax, [s for s in series if len(s)], colours[label], SPLIT_STYLES[split],
-                                   f"{_name(label)} {split}")
-        name = METRIC_NAMES.get(metric, metric)
-        ax.set(title=f"{shown[0]} {name}" if by_split else name, xlabel="epoch", ylabel=name)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if metric == "loss":
-            _log_when_wide(ax)
+        _epoch_curves(ax, histories, colours, metric, shown)
+        if by_split:
+            ax.set_title(f"{shown[0]} {ax.get_title()}")
     styles = [] if by_split else [Line2D([], [], color="0.3", linestyle=SPLIT_STYLES[s], lw=2, label=s)
                                   for s in splits]
     _legend(fig, list(histories), colours, styles)
     fig.suptitle(f"Learning curves: mean over {_seeds(len(runs) for runs in histories.values())}, "
                  "band = min-max across seeds")
     return fig
+
+
+def _curve_panels(metrics: list[str], splits: list[str], by_split: bool) -> tuple[Figure, list[tuple]]:
+    """A learning-curves figure and its ``(axes, metric, splits shown)`` cells: a panel per metric in a
+    row, or ``by_split`` a row per metric and a column per split."""
+    if by_split:
+        fig = Figure(figsize=(WIDTH, ROW_HEIGHT * len(metrics)), layout="constrained")
+        grid = fig.subplots(len(metrics), len(splits), squeeze=False)
+        return fig, [(grid[r, c], metric, [split]) for r, metric in enumerate(metrics) for c, split in enumerate(splits)]
+    fig = Figure(figsize=(max(WIDTH, 5.0 * len(metrics)), ROW_HEIGHT), layout="constrained")
+    return fig, [(ax, metric, splits) for ax, metric in zip(fig.subplots(1, len(metrics), squeeze=False)[0], metrics)]
+
+
+def _epoch_curves(ax: Axes, histories: Mapping[str, list[pd.DataFrame]], colours: Mapping[str, str], metric: str,
+                  splits: Sequence[str]) -> None:
+    """One panel of learning curves: per variant and split, the mean over seeds of ``split_metric`` per epoch."""
+    for label, runs in histories.items():
+        for split in splits:
+            column = f"{split}_{metric}"
+            series = [h.set_index("epoch")[column].dropna() for h in runs if column in h]
+            if any(len(s) for s in series):
+                _mean_and_band(ax, [s for s in series if len(s)], colours[label], SPLIT_STYLES[split],
+                               f"{_name(label)} {split}")
+    name = METRIC_NAMES.get(metric, metric)
+    ax.set(title=name, xlabel="epoch", ylabel=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if metric == "loss":
+        _log_when_wide(ax)
 
 
 LOG_LOSS_SPAN = 30  # a loss panel whose plotted values span more than this factor gets a log axis
