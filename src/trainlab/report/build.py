@@ -382,8 +382,8 @@ def _runtime(data: StudyData, options: dict) -> list:
                           "together": h.get("runs_together", pd.Series(dtype=float)).max(),
                           "elsewhere": h.get("cpu_elsewhere", pd.Series(dtype=float)).mean()} for label, h in timed])
     caption = ("Each run's median epoch time (an epoch slowed by a passing load does not count), the mean over "
-               "its variant's seeds, and under each bar the millions of FLOPs (MFLOP) of training on one image (forward and backward, "
-               "counted by PyTorch).")
+               "its variant's seeds, and under each bar the FLOPs of training on one image, in millions (forward and "
+               "backward, counted by PyTorch).")
     return [_picture("runtime", figs.runtime(runs, data.colours, _flops_per_sample(data)), caption),
             *_runtime_notes(runs)]
 
