@@ -34,14 +34,17 @@ from trainlab.faults import fault_point
 
 DEFAULT_STORE = "trainlab-runs"
 
-# a run's probe rows, step by step and layer by layer in forward order (see _in_forward_order for runs
-# recorded before probe_layers existed: their positions are NULL)
-_IN_FORWARD_ORDER = ("LEFT JOIN probe_layers l ON l.run_id = s.run_id AND l.layer = s.layer "
-                     "WHERE s.run_id=? ORDER BY s.step, l.position, s.layer")
+def _probe_query(table: str, columns: str, keys: str) -> str:
+    """The SELECT of a run's rows of a probe ``table``: ``columns`` and each layer's ``position``, step by
+    step and layer by layer in forward order (positions are NULL for runs recorded before probe_layers
+    existed), then by the table's other ``keys``."""
+    return (f"SELECT {columns}, l.position FROM {table} s "
+            "LEFT JOIN probe_layers l ON l.run_id = s.run_id AND l.layer = s.layer "
+            f"WHERE s.run_id=? ORDER BY s.step, l.position, s.layer, {keys}")
 
 
-def _in_forward_order(frame: pd.DataFrame) -> pd.DataFrame:
-    """Probe rows read with their layers' positions, without the position column. A run recorded before
+def _by_position(frame: pd.DataFrame) -> pd.DataFrame:
+    """Probe rows read by :func:`_probe_query`, without the position column. A run recorded before
     positions were stored has none: its layers come in natural order (fc2 before fc10), the forward
     order of trainlab's numbered layers."""
     if len(frame) and frame["position"].isna().all():
@@ -269,8 +272,8 @@ class RunStore:
         """Upsert probe rows ``(step, layer, tensor, quantity, stat, value)`` and histograms
         ``(step, layer, tensor, quantity, counts, edges)`` (arrays stored as float32 blobs).
 
-        A layer's position is the order in which it first appears (a probe gives each quantity's rows in
-        forward order), so :meth:`probes` reads layers in forward order, not by name (fc10 before fc2).
+        A layer's position is the order in which it first appears (a probe hands its rows over in forward
+        order), so :meth:`probes` reads layers in forward order rather than by name (which puts fc10 before fc2).
         """
         layers = dict.fromkeys([r[1] for r in stats] + [h[1] for h in histograms])
         with self._transaction():
@@ -369,16 +372,16 @@ class RunStore:
     def probes(self, ref: str) -> pd.DataFrame:
         """A run's probe statistics: ``step, layer, tensor, quantity, stat, value``, each step's layers in
         forward order."""
-        return _in_forward_order(pd.read_sql_query(
-            "SELECT s.step, s.layer, s.tensor, s.quantity, s.stat, s.value, l.position FROM probe_stats s "
-            f"{_IN_FORWARD_ORDER}, s.tensor, s.quantity, s.stat", self.conn, params=(self.resolve(ref),)))
+        query = _probe_query("probe_stats", "s.step, s.layer, s.tensor, s.quantity, s.stat, s.value",
+                             "s.tensor, s.quantity, s.stat")
+        return _by_position(pd.read_sql_query(query, self.conn, params=(self.resolve(ref),)))
 
     def probe_histograms(self, ref: str) -> pd.DataFrame:
         """A run's probe histograms: ``step, layer, tensor, quantity, counts, edges`` (numpy arrays), each
         step's layers in forward order."""
-        frame = _in_forward_order(pd.read_sql_query(
-            "SELECT s.step, s.layer, s.tensor, s.quantity, s.counts, s.edges, l.position FROM probe_histograms s "
-            f"{_IN_FORWARD_ORDER}, s.tensor, s.quantity", self.conn, params=(self.resolve(ref),)))
+        query = _probe_query("probe_histograms", "s.step, s.layer, s.tensor, s.quantity, s.counts, s.edges",
+                             "s.tensor, s.quantity")
+        frame = _by_position(pd.read_sql_query(query, self.conn, params=(self.resolve(ref),)))
         for column in ("counts", "edges"):
             frame[column] = frame[column].map(lambda blob: np.frombuffer(blob, np.float32))
         return frame

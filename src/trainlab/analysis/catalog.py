@@ -96,7 +96,8 @@ class AnalysisOptions:
                                        "or (points - 1) / 3 when fewer than 91)", "P", _one_number)
     tsne_iterations: int = _option(1000, "t-SNE iterations (scikit-learn's max_iter, at least 250)", "N")
     shifts: list[int] | None = _option(None, "shifts in pixels, each down and right (default: width // 8, "
-                                       "at least 1, raised to a multiple of the smallest layer stride)", "S,S", _list_of(int, "whole pixel counts", "2,4,8"))
+                                       "at least 1, raised to a multiple of the smallest layer stride)", "S,S",
+                                       _list_of(int, "whole pixel counts", "2,4,8"))
     rotations: list[float] | None = _option(None, "rotations in quarter turns counter-clockwise, 0.5 is 45 "
                                             "degrees (default: 1)", "Q,Q",
                                             _list_of(_number, "quarter turns", "1,0.5"))

@@ -18,8 +18,8 @@ from trainlab.probes.embeddings import (
 )
 
 __all__ = [  # the probe's names are the analysis's public names too
-    "EMBEDDINGS_DIR", "PROJECTIONS", "PROJECTION_NAMES", "TSNE_ITERATIONS", "TSNE_MIN_ITERATIONS", "check_layer", "check_tsne",
-    "default_perplexity", "features", "load_embeddings", "penultimate_layer", "plot_embeddings", "project",
+    "EMBEDDINGS_DIR", "PROJECTIONS", "PROJECTION_NAMES", "TSNE_ITERATIONS", "TSNE_MIN_ITERATIONS", "check_layer",
+    "check_tsne", "default_perplexity", "features", "load_embeddings", "penultimate_layer", "plot_embeddings", "project",
     "sample_indices", "save_embedding",
 ]
 

@@ -129,7 +129,7 @@ def _epoch_curves(ax: Axes, histories: Mapping[str, list[pd.DataFrame]], colours
 LOG_LOSS_SPAN = 30  # a loss panel whose plotted values span more than this factor gets a log axis
 
 
-def _log_when_wide(ax) -> None:
+def _log_when_wide(ax: Axes) -> None:
     """A logarithmic y axis when the panel's lines are positive and span more than :data:`LOG_LOSS_SPAN`
     (one diverging variant's 48 would otherwise flatten every other curve near 0)."""
     values = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()] or [np.zeros(0)])
@@ -585,7 +585,7 @@ def _wrap(text: str, inches: float, points: float = 12.0) -> str:
 
 def _bar_ticks(ax: Axes, labels: Sequence[str], notes: Sequence[str] | None = None) -> bool:
     """Variant names (each with its note) under the bars of ``ax``, wrapped to the bar's share of the
-    axes (the legend takes about 2.5 inches beside them); where a name would take more than three lines,
+    axes (less the legend's width when it sits beside them, :func:`_legend_below`); where a name would take more than three lines,
     the bars are numbered instead and True returned: the legend then numbers them too. Many bars get a
     smaller font (down to 6 points), and where even that leaves no room for 8 characters a bar, the
     labels stand on end (two lines to a bar)."""

@@ -125,7 +125,8 @@ def _factor_effects(runs: pd.DataFrame, factors: Sequence[str], metric: str, alp
     setting of the others (and by how much at each) or which level wins where, with the p of its main
     effect and of its interactions (type II ANOVA, Holm-corrected over the terms)."""
     done = runs[(runs["status"] == "done") & runs[metric].notna()] if metric in runs.columns else runs.iloc[:0]
-    factors = [f for f in factors if f in done.columns and done[f].notna().all() and done[f].map(show_value).nunique() > 1]
+    factors = [f for f in factors
+               if f in done.columns and done[f].notna().all() and done[f].map(show_value).nunique() > 1]
     if len(factors) < 2:
         return []
     levels = done[factors].map(show_value)  # as a study file and claims write them: true, not True
